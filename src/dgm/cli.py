@@ -1,0 +1,364 @@
+"""The ``dgm`` command: list | train | eval | sample (see DESIGN.md, "The command line").
+
+Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dgm.errors import ConfigError, DataError, DgmError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line and exits with code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> Parser:
+    p = Parser(prog="dgm", description="Deep generative models: train, evaluate, sample.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    ls = sub.add_parser("list", help="models, datasets and options, with descriptions")
+    ls.add_argument("--json", action="store_true", help="print one JSON object")
+
+    t = sub.add_parser("train", help="train a model into a run folder")
+    t.add_argument("model", metavar="MODEL", help="a model name from 'dgm list'")
+    t.add_argument("--data", default=None, help="dataset name or path (default: digits)")
+    t.add_argument("--data-dir", default=None, help="folder of named datasets "
+                   "(default: $DGM_DATA, else ../shared/data next to the project)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a model or training option (repeatable), e.g. --set hidden=128")
+    t.add_argument("--config", default=None, metavar="FILE.yaml",
+                   help="YAML file of options (the same keys as --set, plus data)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--out", default=None, help="run folder (default: runs/MODEL-DATA-TIME)")
+    t.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    t.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    t.add_argument("--accelerator", default=None, help="cpu | gpu | auto")
+    t.add_argument("--devices", default=None, help="number of devices (or auto)")
+    t.add_argument("--num-nodes", type=int, default=None)
+    t.add_argument("--strategy", default=None, help="auto | ddp | ddp_spawn | ...")
+    t.add_argument("--precision", default=None, help="32 | bf16-mixed | 16-mixed")
+    t.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this many seconds")
+
+    e = sub.add_parser("eval", help="evaluate a run: NLL in nats and bits/dim")
+    e.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--num-samples", type=int, default=None, metavar="K",
+                   help="importance samples for latent-variable models")
+    e.add_argument("--data", default=None, help="evaluate on other data (default: the run's)")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--batch-size", type=int, default=500)
+    e.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    s = sub.add_parser("sample", help="draw samples from a run")
+    s.add_argument("run", metavar="RUN")
+    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--out", default=None, metavar="FILE.png|FILE.npy",
+                   help="where to write them (default: RUN/samples-seedS.png)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature where the model supports it")
+    s.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    return p
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available")
+    return name
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option: value")
+    return data
+
+
+def _split_options(model_cls: Any, values: dict[str, Any]) -> tuple[dict, dict]:
+    """Route each option to the model config or the training config."""
+    from dgm.config import field_types
+    from dgm.training import TrainConfig
+
+    model_keys, train_keys = set(field_types(model_cls.Config)), set(field_types(TrainConfig))
+    model_opts, train_opts = {}, {}
+    for key, value in values.items():
+        if key in model_cls.DATA_FIELDS and key in model_keys:
+            raise ConfigError(f"{key!r} comes from the data and cannot be set; choose other data")
+        if key in model_keys:
+            model_opts[key] = value
+        elif key in train_keys:
+            train_opts[key] = value
+        else:
+            valid = sorted((model_keys - set(model_cls.DATA_FIELDS)) | train_keys)
+            raise ConfigError(
+                f"unknown option {key!r} for {model_cls.name}; valid options: {', '.join(valid)}"
+            )
+    return model_opts, train_opts
+
+
+def _data_meta(name: str, data_dir: str | None) -> dict[str, Any]:
+    from dgm.data import DATASETS
+
+    is_named = name in DATASETS
+    return {
+        "name": name if is_named else str(Path(name).resolve()),
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+    }
+
+
+# -- commands -----------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from dgm import registry
+    from dgm.config import field_types
+    from dgm.data import list_datasets
+    from dgm.training import TrainConfig
+
+    models = [
+        {"name": e.name, "family": e.family, "description": e.description,
+         "options": {k: _default(e.cls.Config, k) for k in field_types(e.cls.Config)
+                     if k not in e.cls.DATA_FIELDS}}
+        for e in registry.entries()
+    ]
+    datasets = [{"name": n, "description": d} for n, d in list_datasets()]
+    train = {k: _default(TrainConfig, k) for k in field_types(TrainConfig)}
+    if args.json:
+        print(json.dumps({"models": models, "datasets": datasets, "training": train}))
+        return EXIT_OK
+    print("models (dgm train MODEL):")
+    for m in models:
+        print(f"  {m['name']:<16} [{m['family']}] {m['description']}")
+        print("  " + " " * 17 + " ".join(f"{k}={v}" for k, v in m["options"].items()))
+    print("\ndatasets (--data NAME, or a path to an image folder, .npy, .npz or .csv):")
+    for d in datasets:
+        print(f"  {d['name']:<20} {d['description']}")
+    print("\ntraining options (--set KEY=VALUE):")
+    print("  " + " ".join(f"{k}={v}" for k, v in train.items()))
+    return EXIT_OK
+
+
+def _default(cls: type, key: str) -> Any:
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        if f.name == key:
+            v = f.default
+            return list(v) if isinstance(v, tuple) else v
+    return None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from dgm import registry
+    from dgm.config import parse_set
+    from dgm.data import load_dataset
+    from dgm.io import read_config
+    from dgm.training import TrainConfig, train
+
+    entry = registry.get(args.model)
+    values: dict[str, Any] = _read_yaml(args.config) if args.config else {}
+    data = values.pop("data", None)
+    data_dir = values.pop("data_dir", None)
+    values.update(parse_set(args.set))
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+             "accelerator": args.accelerator, "devices": args.devices,
+             "num_nodes": args.num_nodes, "strategy": args.strategy,
+             "precision": args.precision, "max_time": args.max_time}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    model_opts, train_opts = _split_options(entry.cls, values)
+
+    if args.resume:
+        run = Path(args.resume)
+        saved = read_config(run)
+        if saved["model"] != entry.name:
+            raise ConfigError(
+                f"--resume {run}: that run trained {saved['model']!r}, not {entry.name!r}; "
+                f"use 'dgm train {saved['model']} --resume {run}'"
+            )
+        if model_opts:
+            raise ConfigError(
+                f"--resume keeps the run's model; drop --set {next(iter(model_opts))}=..."
+            )
+        model_opts = {k: v for k, v in saved["config"].items() if k not in entry.cls.DATA_FIELDS}
+        train_opts = {**saved.get("train", {}), **train_opts}
+        meta = saved.get("data", {})
+        data, data_dir = meta.get("name", "digits"), args.data_dir or meta.get("data_dir")
+    else:
+        data = args.data or data or "digits"
+        data_dir = args.data_dir or data_dir
+        if args.out:
+            run = Path(args.out)
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run = Path("runs") / f"{entry.name}-{Path(str(data)).stem}-{stamp}"
+            if rank_zero_only.rank != 0:
+                raise ConfigError("with several processes, name the run folder with --out")
+    cfg = __import__("dgm.config", fromlist=["build"]).build(TrainConfig, train_opts, "training")
+    with warnings.catch_warnings():  # the loader's warnings are shown below, once, as notes
+        warnings.simplefilter("ignore")
+        dataset = load_dataset(str(data), data_dir)
+    for note in dataset.notes:
+        _err(f"note: {note}")
+    entry.cls.check_spec(dataset.spec)
+    results = train(
+        entry.name, dataset, run, model_opts, cfg,
+        resume=bool(args.resume), overwrite=args.overwrite,
+        data_meta=_data_meta(str(data), data_dir),
+    )
+    if results and "test_nll_nats" in results:
+        print(f"test nll: {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bpd)  "
+              f"run: {run}")
+    elif results:
+        print(f"run: {run}")
+    return EXIT_OK
+
+
+def _load_run(run: str, device: str) -> tuple[Any, dict[str, Any]]:
+    import dgm
+    from dgm.io import read_config
+
+    cfg = read_config(run)
+    model = dgm.load(run, map_location=_device(device))
+    return model, cfg
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from dgm.data import load_dataset
+    from dgm.evaluation import evaluate_nll
+
+    model, cfg = _load_run(args.run, args.device)
+    meta = cfg.get("data", {})
+    name = args.data or meta.get("name", "digits")
+    data_dir = args.data_dir or meta.get("data_dir")
+    dataset = load_dataset(str(name), data_dir)
+    x = dataset.split(args.split).x
+    if dataset.spec.binarize and args.split == "train":  # probabilities: one fixed draw
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
+    model.check_input(x)
+    levels = getattr(model.config, "levels", None)
+    if levels is not None and x.numel() and (x.min() < 0 or x.max() > levels - 1):
+        raise DataError(
+            f"{name}: values span [{x.min().item():g}, {x.max().item():g}] but the model "
+            f"was trained on {levels} levels (0..{levels - 1})"
+        )
+    kwargs: dict[str, Any] = {}
+    exact = getattr(model, "exact_likelihood", True)
+    if args.num_samples is not None:
+        if exact:
+            _err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")
+        else:
+            kwargs["num_samples"] = args.num_samples
+    res = evaluate_nll(model, x, args.batch_size, **kwargs)
+    out = {"model": model.name, "data": Path(str(name)).name if not meta else str(name),
+           "split": args.split, **res, "exact": exact, "run": str(args.run)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{model.name} on {name} ({args.split}, n={res['n']}): "
+              f"nll {res['nll_nats']:.3f} ± {res['nll_sem']:.3f} nats, {res['bpd']:.4f} bits/dim")
+    return EXIT_OK
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from dgm.data import DataSpec
+    from dgm.io import atomic_write
+    from dgm.plotting import save_samples
+
+    if args.n < 1:
+        raise ConfigError(f"-n must be >= 1, got {args.n}")
+    model, cfg = _load_run(args.run, args.device)
+    out = Path(args.out) if args.out else Path(args.run) / f"samples-seed{args.seed}.png"
+    if out.suffix.lower() not in (".png", ".npy"):
+        raise ConfigError(f"--out {out}: use a .png (picture) or .npy (array) file name")
+    torch.manual_seed(args.seed)
+    kwargs = {} if args.temperature is None else {"temperature": args.temperature}
+    x = model.sample(args.n, **kwargs).cpu()
+    if out.suffix.lower() == ".npy":
+        with atomic_write(out, "wb") as f:
+            np.save(f, x.numpy(), allow_pickle=False)
+    else:
+        spec_dict = cfg.get("data", {}).get("spec")
+        spec = DataSpec.from_dict(spec_dict) if spec_dict else DataSpec(
+            name="samples", shape=model.event_shape, levels=getattr(model.config, "levels", None))
+        save_samples(x, spec, out, title=f"{model.name} samples")
+    print(f"wrote {args.n} samples to {out}")
+    return EXIT_OK
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from dgm import __version__
+
+        print(f"dgm {__version__}")
+        return EXIT_OK
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except DgmError as e:
+        _err(f"dgm {args.command}: error: {e}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("dgm: interrupted")
+        return 130
+    except Exception as e:
+        if os.environ.get("DGM_DEBUG"):
+            raise
+        from dgm.training.module import TrainingError
+
+        if isinstance(e, TrainingError):
+            _err(f"dgm {args.command}: {e}")
+        else:
+            first = str(e).splitlines()[0] if str(e) else ""
+            _err(f"dgm {args.command}: internal error: {type(e).__name__}: {first} "
+                 "(run again with DGM_DEBUG=1 for the traceback, and please report it)")
+        return EXIT_INTERNAL
+
+

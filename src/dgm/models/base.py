@@ -1,0 +1,115 @@
+"""The model contract every family follows (see DESIGN.md, "The model contract")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dgm import config as cfg_
+from dgm.data.base import DataSpec
+from dgm.errors import ConfigError, DataError
+
+Batch = Tensor | tuple[Tensor, Tensor | None] | list
+
+
+def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
+    """A batch is ``x`` or ``(x, y)``; return ``(x, y)`` with ``y`` possibly None."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    x, y = batch
+    return x, y
+
+
+class GenerativeModel(nn.Module):
+    """Base class: a model is built from a typed config and follows the contract.
+
+    Subclasses set ``Config`` (a dataclass) and implement ``log_prob`` and ``sample``;
+    ``loss`` defaults to the mean negative log-likelihood in nats.
+    """
+
+    name: ClassVar[str] = "model"
+    Config: ClassVar[type]
+    # config fields that come from the dataset (``DataSpec``) rather than from the user
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = ("shape", "levels")
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> GenerativeModel:
+        return cls(cfg_.build(cls.Config, values, what=cls.name))
+
+    @classmethod
+    def data_config(cls, spec: DataSpec) -> dict[str, Any]:
+        """The config values this model takes from a dataset."""
+        fields = cfg_.field_types(cls.Config)
+        return {k: getattr(spec, k) for k in cls.DATA_FIELDS if k in fields}
+
+    @classmethod
+    def for_data(cls, spec: DataSpec, **overrides: Any) -> GenerativeModel:
+        """Build a model sized for ``spec``; ``overrides`` may not touch the data's fields."""
+        clash = sorted(set(overrides) & set(cls.data_config(spec)))
+        if clash:
+            raise ConfigError(
+                f"{clash[0]!r} comes from the data ({spec.name}) and cannot be set; "
+                "choose other data instead"
+            )
+        cls.check_spec(spec)
+        return cls.from_config({**cls.data_config(spec), **overrides})
+
+    @classmethod
+    def check_spec(cls, spec: DataSpec) -> None:
+        """Raise a DataError if this model cannot model data described by ``spec``."""
+
+    def config_dict(self) -> dict[str, Any]:
+        return cfg_.to_dict(self.config)
+
+    # -- the contract ---------------------------------------------------------------------
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.shape)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) in nats, one value per example: ``[B, *event_shape] -> [B]``."""
+        raise NotImplementedError
+
+    def sample(self, n: int, **kwargs: Any) -> Tensor:
+        """``n`` samples ``[n, *event_shape]`` in the data's own space and scale."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> Tensor:
+        """The training objective (a scalar to minimise): mean NLL in nats by default."""
+        x, _ = unpack(batch)
+        return -self.log_prob(x).mean()
+
+    def metrics(self, batch: Batch) -> dict[str, Tensor]:
+        """Per-example validation numbers (``[B]`` each); ``nll`` drives early stopping."""
+        x, _ = unpack(batch)
+        return {"nll": -self.log_prob(x)}
+
+    # -- conveniences ---------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a DataError if ``x`` is not a batch this model can score."""
+        if tuple(x.shape[1:]) != self.event_shape:
+            raise DataError(
+                f"{self.name} expects examples of shape {self.event_shape}, got {tuple(x.shape[1:])}"
+            )
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write ``config.json`` + ``model.safetensors`` to folder ``path``."""
+        from dgm.io import save_model
+
+        save_model(self, path, extra)

@@ -1,0 +1,148 @@
+"""Callbacks that keep the run folder: metrics.jsonl, model.safetensors (best), last.ckpt,
+sample grids. Every write is atomic and happens on global rank zero only."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from dgm.data.base import DataSpec
+from dgm.io import atomic_write
+from dgm.plotting import save_curves, save_samples
+
+METRICS = "metrics.jsonl"
+LAST = "last.ckpt"
+
+
+def _scalar(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v.item() if isinstance(v, torch.Tensor) else v)
+    return v if math.isfinite(v) else None
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    file = Path(run) / METRICS
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+class RunLog(Callback):
+    """One JSON line per epoch in metrics.jsonl, a plain line for people, and the curves."""
+
+    def __init__(self, run: Path, spec: DataSpec, show: Any = None) -> None:
+        self.run, self.spec = run, spec
+        self.show = show or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.start = time.perf_counter()
+        self.elapsed_before = 0.0  # training seconds of earlier (resumed) sessions
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+        if trainer.is_global_zero:
+            # a resumed run repeats the epoch it was killed in: drop lines from that epoch on
+            records = [r for r in read_metrics(self.run) if r["epoch"] < trainer.current_epoch]
+            with atomic_write(self.run / METRICS) as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        m = trainer.callback_metrics
+        rec: dict[str, Any] = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "time_s": round(self.elapsed(), 3),
+            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+        }
+        for key, value in sorted(m.items()):
+            rec[key] = _scalar(value)
+        if rec.get("val_nll") is not None:
+            rec["val_bpd"] = rec["val_nll"] / (self.spec.dim * math.log(2))
+        if not trainer.is_global_zero:
+            return
+        with open(self.run / METRICS, "a") as f:  # appending one line is atomic enough
+            f.write(json.dumps(rec) + "\n")
+        parts = [f"epoch {rec['epoch']:>3}"]
+        if rec.get("train_loss") is not None:
+            parts.append(f"train {rec['train_loss']:.3f}")
+        if rec.get("val_nll") is not None:
+            parts.append(f"val nll {rec['val_nll']:.3f} nats ({rec['val_bpd']:.4f} bpd)")
+        parts.append(f"{rec['time_s']:.1f}s")
+        self.show("  ".join(parts))
+
+
+class BestModel(Callback):
+    """Keep the model (EMA weights if used) with the lowest validation NLL as safetensors."""
+
+    def __init__(self, run: Path, extra: dict[str, Any], monitor: str = "val_nll") -> None:
+        self.run, self.extra, self.monitor = run, extra, monitor
+        self.best = math.inf
+        self.best_epoch = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = _scalar(trainer.callback_metrics.get(self.monitor))
+        if value is None or value >= self.best:
+            return
+        self.best, self.best_epoch = value, trainer.current_epoch
+        if trainer.is_global_zero:
+            pl_module.eval_model.save(self.run, self.extra)  # type: ignore[attr-defined]
+
+
+class LastCheckpoint(Callback):
+    """Write last.ckpt at the end of every epoch (temp file, then rename), for --resume."""
+
+    def __init__(self, run: Path) -> None:
+        self.run = run
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # every rank takes part in save_checkpoint; only global rank zero writes the file
+        tmp = self.run / f".{LAST}.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            tmp.replace(self.run / LAST)  # a rename is atomic: last.ckpt is old or new, never half
+
+
+class SampleGrid(Callback):
+    """A samples.png grid every few epochs (and loss.png), to watch the model learn."""
+
+    def __init__(self, run: Path, spec: DataSpec, every: int, n: int) -> None:
+        self.run, self.spec, self.every, self.n = run, spec, every, n
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or self.every <= 0:
+            return
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.every:
+            return
+        model = pl_module.eval_model  # type: ignore[attr-defined]
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            x = model.sample(self.n)
+        model.train(was_training)
+        save_samples(x, self.spec, self.run / "samples.png", title=f"epoch {epoch}")
+        save_curves(read_metrics(self.run), self.run / "loss.png")
