@@ -9,7 +9,7 @@ import torch
 
 import dgm
 from dgm.distributions import Categorical
-from dgm.nn import CausalConv1d, CausalConvNet
+from dgm.nn import CausalConv1d
 
 from .conftest import TINY_ARM
 

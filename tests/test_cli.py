@@ -13,8 +13,16 @@ import dgm
 
 from .conftest import TINY_TRAIN
 
-RUN_FILES = ["config.json", "model.safetensors", "last.ckpt", "metrics.jsonl", "samples.png",
-             "loss.png", "summary.md", "results.json"]
+RUN_FILES = [
+    "config.json",
+    "model.safetensors",
+    "last.ckpt",
+    "metrics.jsonl",
+    "samples.png",
+    "loss.png",
+    "summary.md",
+    "results.json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +31,19 @@ def trained_run(tmp_path_factory):
     from dgm.cli import main
 
     run = tmp_path_factory.mktemp("runs") / "r"
-    assert main(["train", "arm", "--data", "digits", "--epochs", "2", "--out", str(run),
-                 *TINY_TRAIN]) == 0
+    assert (
+        main(["train", "arm", "--data", "digits", "--epochs", "2", "--out", str(run), *TINY_TRAIN])
+        == 0
+    )
     return run
 
 
 def test_train_writes_a_complete_run_folder(trained_run):
     for name in RUN_FILES:
         assert (trained_run / name).is_file(), name
-    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["epoch"] for r in records] == [0, 1]
     assert all(np.isfinite(r["val_nll"]) and np.isfinite(r["train_loss"]) for r in records)
     cfg = json.loads((trained_run / "config.json").read_text())
@@ -61,10 +73,11 @@ def test_eval_on_val_split_and_plain_output(trained_run, run_cli):
 
 
 def test_sample_png_and_npy(trained_run, run_cli, tmp_path):
-    code, out, _ = run_cli("sample", trained_run, "-n", "16", "--out", tmp_path / "s.png")
+    code, _, _ = run_cli("sample", trained_run, "-n", "16", "--out", tmp_path / "s.png")
     assert code == 0 and (tmp_path / "s.png").is_file()
-    code, _, _ = run_cli("sample", trained_run, "-n", "5", "--out", tmp_path / "s.npy",
-                         "--seed", "3")
+    code, _, _ = run_cli(
+        "sample", trained_run, "-n", "5", "--out", tmp_path / "s.npy", "--seed", "3"
+    )
     arr = np.load(tmp_path / "s.npy", allow_pickle=False)
     assert code == 0 and arr.shape == (5, 1, 8, 8) and arr.min() >= 0 and arr.max() <= 16
     run_cli("sample", trained_run, "-n", "5", "--out", tmp_path / "t.npy", "--seed", "3")
@@ -85,16 +98,29 @@ def test_list_names_models_and_datasets(run_cli):
 
 def test_same_seed_same_run(tmp_path, run_cli):
     for name in ("a", "b"):
-        assert run_cli("train", "arm", "--epochs", "1", "--out", tmp_path / name, "--seed", "7",
-                       *TINY_TRAIN)[0] == 0
+        assert (
+            run_cli(
+                "train",
+                "arm",
+                "--epochs",
+                "1",
+                "--out",
+                tmp_path / name,
+                "--seed",
+                "7",
+                *TINY_TRAIN,
+            )[0]
+            == 0
+        )
     a = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[0])
     b = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[0])
     assert a["train_loss"] == b["train_loss"] and a["val_nll"] == b["val_nll"]
 
 
 def test_yaml_config_file(tmp_path, run_cli):
-    (tmp_path / "c.yaml").write_text("hidden: 8\nlayers: 2\nkernel_size: 3\nepochs: 1\n"
-                                     "sample_every: 0\ndata: digits\n")
+    (tmp_path / "c.yaml").write_text(
+        "hidden: 8\nlayers: 2\nkernel_size: 3\nepochs: 1\nsample_every: 0\ndata: digits\n"
+    )
     code, _, err = run_cli("train", "arm", "--config", tmp_path / "c.yaml", "--out", tmp_path / "r")
     assert code == 0, err
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
@@ -104,8 +130,17 @@ def test_yaml_config_file(tmp_path, run_cli):
 def test_user_npy_data_end_to_end(tmp_path, run_cli):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "d.npy", rng.integers(0, 4, size=(60, 10)).astype(np.int64))
-    code, _, err = run_cli("train", "arm", "--data", tmp_path / "d.npy", "--epochs", "1",
-                           "--out", tmp_path / "r", *TINY_TRAIN)
+    code, _, err = run_cli(
+        "train",
+        "arm",
+        "--data",
+        tmp_path / "d.npy",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "r",
+        *TINY_TRAIN,
+    )
     assert code == 0, err
     model = dgm.load(tmp_path / "r")
     assert model.config.levels == 4 and model.event_shape == (10,)
@@ -141,8 +176,9 @@ def _one_line_error(code: int, err: str) -> str:
 )
 def test_bad_usage(args, needle, run_cli, tmp_path):
     with pytest.raises(SystemExit) if needle in ("invalid int", "invalid choice") else _noop():
-        code, _, err = run_cli(*args, "--out", tmp_path / "r") if args[0] == "train" else run_cli(
-            *args)
+        code, _, err = (
+            run_cli(*args, "--out", tmp_path / "r") if args[0] == "train" else run_cli(*args)
+        )
         assert needle in _one_line_error(code, err)
         assert not (tmp_path / "r").exists()  # nothing half-written
 
@@ -220,8 +256,9 @@ def test_image_folder_skips_non_images_and_rejects_mixed_sizes(tmp_path, run_cli
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).save(good / f"{i}.png")
     (good / "notes.txt").write_text("not an image")
-    code, _, err = run_cli("train", "arm", "--data", good, "--epochs", "1",
-                           "--out", tmp_path / "r", *TINY_TRAIN)
+    code, _, err = run_cli(
+        "train", "arm", "--data", good, "--epochs", "1", "--out", tmp_path / "r", *TINY_TRAIN
+    )
     assert code == 0, err
     assert "notes.txt" in err  # the skipped file is named in a warning
     Image.fromarray(np.zeros((7, 9), dtype=np.uint8)).save(good / "odd.png")

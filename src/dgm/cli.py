@@ -37,12 +37,25 @@ def _parser() -> Parser:
     t = sub.add_parser("train", help="train a model into a run folder")
     t.add_argument("model", metavar="MODEL", help="a model name from 'dgm list'")
     t.add_argument("--data", default=None, help="dataset name or path (default: digits)")
-    t.add_argument("--data-dir", default=None, help="folder of named datasets "
-                   "(default: $DGM_DATA, else ../shared/data next to the project)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a model or training option (repeatable), e.g. --set hidden=128")
-    t.add_argument("--config", default=None, metavar="FILE.yaml",
-                   help="YAML file of options (the same keys as --set, plus data)")
+    t.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder of named datasets "
+        "(default: $DGM_DATA, else ../shared/data next to the project)",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a model or training option (repeatable), e.g. --set hidden=128",
+    )
+    t.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.yaml",
+        help="YAML file of options (the same keys as --set, plus data)",
+    )
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
@@ -54,14 +67,24 @@ def _parser() -> Parser:
     t.add_argument("--num-nodes", type=int, default=None)
     t.add_argument("--strategy", default=None, help="auto | ddp | ddp_spawn | ...")
     t.add_argument("--precision", default=None, help="32 | bf16-mixed | 16-mixed")
-    t.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
-                   help="stop training after this many seconds")
+    t.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop training after this many seconds",
+    )
 
     e = sub.add_parser("eval", help="evaluate a run: NLL in nats and bits/dim")
     e.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    e.add_argument("--num-samples", type=int, default=None, metavar="K",
-                   help="importance samples for latent-variable models")
+    e.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="importance samples for latent-variable models",
+    )
     e.add_argument("--data", default=None, help="evaluate on other data (default: the run's)")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--batch-size", type=int, default=500)
@@ -71,11 +94,19 @@ def _parser() -> Parser:
     s = sub.add_parser("sample", help="draw samples from a run")
     s.add_argument("run", metavar="RUN")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    s.add_argument("--out", default=None, metavar="FILE.png|FILE.npy",
-                   help="where to write them (default: RUN/samples-seedS.png)")
+    s.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.png|FILE.npy",
+        help="where to write them (default: RUN/samples-seedS.png)",
+    )
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature where the model supports it")
+    s.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature where the model supports it",
+    )
     s.add_argument("--device", default="auto", help="cpu | cuda | auto")
     return p
 
@@ -150,9 +181,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dgm.training import TrainConfig
 
     models = [
-        {"name": e.name, "family": e.family, "description": e.description,
-         "options": {k: _default(e.cls.Config, k) for k in field_types(e.cls.Config)
-                     if k not in e.cls.DATA_FIELDS}}
+        {
+            "name": e.name,
+            "family": e.family,
+            "description": e.description,
+            "options": {
+                k: _default(e.cls.Config, k)
+                for k in field_types(e.cls.Config)
+                if k not in e.cls.DATA_FIELDS
+            },
+        }
         for e in registry.entries()
     ]
     datasets = [{"name": n, "description": d} for n, d in list_datasets()]
@@ -196,10 +234,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = values.pop("data", None)
     data_dir = values.pop("data_dir", None)
     values.update(parse_set(args.set))
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-             "accelerator": args.accelerator, "devices": args.devices,
-             "num_nodes": args.num_nodes, "strategy": args.strategy,
-             "precision": args.precision, "max_time": args.max_time}
+    flags = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+        "num_nodes": args.num_nodes,
+        "strategy": args.strategy,
+        "precision": args.precision,
+        "max_time": args.max_time,
+    }
     values.update({k: v for k, v in flags.items() if v is not None})
     model_opts, train_opts = _split_options(entry.cls, values)
 
@@ -237,13 +282,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         _err(f"note: {note}")
     entry.cls.check_spec(dataset.spec)
     results = train(
-        entry.name, dataset, run, model_opts, cfg,
-        resume=bool(args.resume), overwrite=args.overwrite,
+        entry.name,
+        dataset,
+        run,
+        model_opts,
+        cfg,
+        resume=bool(args.resume),
+        overwrite=args.overwrite,
         data_meta=_data_meta(str(data), data_dir),
     )
     if results and "test_nll_nats" in results:
-        print(f"test nll: {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bpd)  "
-              f"run: {run}")
+        print(
+            f"test nll: {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bpd)  "
+            f"run: {run}"
+        )
     elif results:
         print(f"run: {run}")
     return EXIT_OK
@@ -287,13 +339,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             kwargs["num_samples"] = args.num_samples
     res = evaluate_nll(model, x, args.batch_size, **kwargs)
-    out = {"model": model.name, "data": Path(str(name)).name if not meta else str(name),
-           "split": args.split, **res, "exact": exact, "run": str(args.run)}
+    out = {
+        "model": model.name,
+        "data": Path(str(name)).name if not meta else str(name),
+        "split": args.split,
+        **res,
+        "exact": exact,
+        "run": str(args.run),
+    }
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{model.name} on {name} ({args.split}, n={res['n']}): "
-              f"nll {res['nll_nats']:.3f} ± {res['nll_sem']:.3f} nats, {res['bpd']:.4f} bits/dim")
+        print(
+            f"{model.name} on {name} ({args.split}, n={res['n']}): "
+            f"nll {res['nll_nats']:.3f} ± {res['nll_sem']:.3f} nats, {res['bpd']:.4f} bits/dim"
+        )
     return EXIT_OK
 
 
@@ -319,8 +379,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
             np.save(f, x.numpy(), allow_pickle=False)
     else:
         spec_dict = cfg.get("data", {}).get("spec")
-        spec = DataSpec.from_dict(spec_dict) if spec_dict else DataSpec(
-            name="samples", shape=model.event_shape, levels=getattr(model.config, "levels", None))
+        spec = (
+            DataSpec.from_dict(spec_dict)
+            if spec_dict
+            else DataSpec(
+                name="samples",
+                shape=model.event_shape,
+                levels=getattr(model.config, "levels", None),
+            )
+        )
         save_samples(x, spec, out, title=f"{model.name} samples")
     print(f"wrote {args.n} samples to {out}")
     return EXIT_OK
@@ -357,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             _err(f"dgm {args.command}: {e}")
         else:
             first = str(e).splitlines()[0] if str(e) else ""
-            _err(f"dgm {args.command}: internal error: {type(e).__name__}: {first} "
-                 "(run again with DGM_DEBUG=1 for the traceback, and please report it)")
+            _err(
+                f"dgm {args.command}: internal error: {type(e).__name__}: {first} "
+                "(run again with DGM_DEBUG=1 for the traceback, and please report it)"
+            )
         return EXIT_INTERNAL
-
-

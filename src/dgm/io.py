@@ -48,14 +48,14 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def atomic_save(path: str | Path, save: Any) -> None:
-    """Call ``save(tmp_path)`` then rename ``tmp_path`` over ``path`` (for writers that want a path)."""
+    """Call ``save(tmp_path)``, then rename it over ``path``: for writers that want a path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
         save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # the writer may have made a private file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,13 +79,17 @@ def read_config(path: str | Path) -> dict[str, Any]:
     try:
         cfg = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{file} is not valid JSON ({e}); the run folder is damaged") from None
+        raise CheckpointError(
+            f"{file} is not valid JSON ({e}); the run folder is damaged"
+        ) from None
     if not isinstance(cfg, dict) or "model" not in cfg or "config" not in cfg:
         raise CheckpointError(f"{file} has no 'model' and 'config' entries; not a dgm config")
     return cfg
 
 
-def save_model(model: GenerativeModel, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+def save_model(
+    model: GenerativeModel, path: str | Path, extra: dict[str, Any] | None = None
+) -> None:
     """Write ``config.json`` and ``model.safetensors`` into folder ``path``."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,9 @@ def grid_image(x: Tensor, spec: DataSpec, min_cell: int = 48) -> Image.Image | N
     canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.float32)
     for i in range(n):
         r, k = divmod(i, cols)
-        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) :][:, :w] = imgs[i]
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) :][:, :w] = imgs[
+            i
+        ]
     scale = max(1, math.ceil(min_cell / max(h, w)))
     arr = (canvas * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if c == 1 else arr, mode="L" if c == 1 else "RGB")
@@ -99,5 +101,3 @@ def save_curves(records: Sequence[dict], path: str | Path, title: str = "") -> N
     ax.legend()
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", bbox_inches="tight")
-
-

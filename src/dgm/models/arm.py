@@ -115,5 +115,3 @@ class ARM(GenerativeModel):
     @property
     def receptive_field(self) -> int:
         return self.net.receptive_field
-
-

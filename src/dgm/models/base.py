@@ -105,7 +105,8 @@ class GenerativeModel(nn.Module):
         """Raise a DataError if ``x`` is not a batch this model can score."""
         if tuple(x.shape[1:]) != self.event_shape:
             raise DataError(
-                f"{self.name} expects examples of shape {self.event_shape}, got {tuple(x.shape[1:])}"
+                f"{self.name} expects examples of shape {self.event_shape}, "
+                f"got {tuple(x.shape[1:])}"
             )
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:

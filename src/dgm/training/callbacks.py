@@ -56,6 +56,9 @@ class RunLog(Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs after a checkpoint is restored, so current_epoch is the epoch we resume at
         if trainer.is_global_zero:
             # a resumed run repeats the epoch it was killed in: drop lines from that epoch on
             records = [r for r in read_metrics(self.run) if r["epoch"] < trainer.current_epoch]

@@ -39,8 +39,16 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
-        if self.precision not in ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed",
-                                  "bf16-true", "16-true"):
+        if self.precision not in (
+            "32",
+            "32-true",
+            "64",
+            "64-true",
+            "bf16-mixed",
+            "16-mixed",
+            "bf16-true",
+            "16-true",
+        ):
             raise ConfigError(
                 f"precision {self.precision!r} unknown; use 32, bf16-mixed or 16-mixed"
             )

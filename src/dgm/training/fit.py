@@ -79,8 +79,16 @@ def prepare_run(out: Path, overwrite: bool) -> None:
                 f"--out {out} already holds files; continue it with --resume {out}, "
                 "pick another folder, or pass --overwrite"
             )
-        for name in (CONFIG, WEIGHTS, LAST, "metrics.jsonl", "samples.png", "loss.png",
-                     "results.json", "summary.md"):
+        for name in (
+            CONFIG,
+            WEIGHTS,
+            LAST,
+            "metrics.jsonl",
+            "samples.png",
+            "loss.png",
+            "results.json",
+            "summary.md",
+        ):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -126,8 +134,9 @@ def train(
     }
     if not resume and is_global_zero():
         # written first, so even a run killed in epoch one says what it was
-        write_json(run / CONFIG, {"model": model.name, "format": 1,
-                                  "config": model.config_dict(), **meta})
+        write_json(
+            run / CONFIG, {"model": model.name, "format": 1, "config": model.config_dict(), **meta}
+        )
 
     lit = LitModel(model, cfg)
     data = TensorDataModule(dataset, cfg.batch_size, cfg.eval_batch_size)
@@ -135,10 +144,13 @@ def train(
     log = RunLog(run, dataset.spec, show=show)
     callbacks: list[L.Callback] = [log, BestModel(run, meta)]
     if cfg.patience > 0:
-        callbacks.append(EarlyStopping(monitor="val_nll", mode="min", patience=cfg.patience,
-                                       check_finite=True))
-    callbacks += [SampleGrid(run, dataset.spec, cfg.sample_every, cfg.num_samples),
-                  LastCheckpoint(run)]
+        callbacks.append(
+            EarlyStopping(monitor="val_nll", mode="min", patience=cfg.patience, check_finite=True)
+        )
+    callbacks += [
+        SampleGrid(run, dataset.spec, cfg.sample_every, cfg.num_samples),
+        LastCheckpoint(run),
+    ]
     if on_terminal:
         callbacks.append(TQDMProgressBar(leave=False))
     trainer = L.Trainer(
@@ -187,8 +199,12 @@ def finish(
     records = read_metrics(run)
     save_curves(records, run / "loss.png", title=f"{model.name} on {dataset.spec.name}")
     t0 = time.perf_counter()
-    save_samples(model.sample(cfg.num_samples), dataset.spec, run / "samples.png",
-                 title=f"{model.name} samples")
+    save_samples(
+        model.sample(cfg.num_samples),
+        dataset.spec,
+        run / "samples.png",
+        title=f"{model.name} samples",
+    )
     sample_s = time.perf_counter() - t0
     scored = [r for r in records if r.get("val_nll") is not None]
     best = min(scored, key=lambda r: r["val_nll"]) if scored else {}
@@ -207,11 +223,15 @@ def finish(
         results.update({f"test_{k}": v for k, v in test.items()})
     write_json(run / "results.json", results)
     write_summary(run, model, dataset, cfg, results)
-    show(f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
-         f"{results['epochs']} epochs in {elapsed:.1f}s")
+    show(
+        f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
+        f"{results['epochs']} epochs in {elapsed:.1f}s"
+    )
     if "test_nll_nats" in results:
-        show(f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
-             f"on {results['test_n']} test examples")
+        show(
+            f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
+            f"on {results['test_n']} test examples"
+        )
     show(f"wrote {run / 'samples.png'}, {run / 'loss.png'}, {run / 'summary.md'}")
     return results
 

@@ -45,8 +45,15 @@ class LitModel(L.LightningModule):
                 "(--set grad_clip=1)"
             )
         n = batch[0].shape[0] if isinstance(batch, (tuple, list)) else batch.shape[0]
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
-                 sync_dist=True)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=n,
+            sync_dist=True,
+        )
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
@@ -55,14 +62,23 @@ class LitModel(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         for key, values in self.eval_model.metrics(batch).items():
-            self.log(f"val_{key}", values.float().mean(), on_epoch=True, batch_size=values.numel(),
-                     prog_bar=key == "nll", sync_dist=True)
+            self.log(
+                f"val_{key}",
+                values.float().mean(),
+                on_epoch=True,
+                batch_size=values.numel(),
+                prog_bar=key == "nll",
+                sync_dist=True,
+            )
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam,
-                   "adamax": torch.optim.Adamax}[cfg.optimizer]
+        opt_cls = {
+            "adamw": torch.optim.AdamW,
+            "adam": torch.optim.Adam,
+            "adamax": torch.optim.Adamax,
+        }[cfg.optimizer]
         kwargs: dict[str, Any] = {"lr": cfg.lr}
         if cfg.weight_decay > 0 or cfg.optimizer == "adamw":
             kwargs["weight_decay"] = cfg.weight_decay

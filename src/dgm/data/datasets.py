@@ -1,0 +1,556 @@
+"""Named benchmark datasets and user data, loaded as :class:`~dgm.data.base.Dataset` objects.
+
+Discrete data holds integer levels ``0..levels-1`` in float32 tensors; labels are int64. Every
+split that needs a random permutation uses its own fixed seed (never the training seed), so a
+dataset's splits are the same in every run and on every machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgm.data import formats
+from dgm.data.base import Dataset, DataSpec, Split, check_values
+from dgm.errors import DataError
+
+__all__ = ["DATASETS", "USER_FORMATS", "data_root", "list_datasets", "load_dataset"]
+
+SPLIT_SEED = 0  # the permutation behind every shuffled split (caltech, frey, user data)
+BINARIZE_SEEDS = {"val": 1, "test": 2}  # the one fixed binarization of binarized-mnist val/test
+MNIST_TRAIN = 50_000  # the papers' train[:50000] / train[50000:] convention
+USER_FORMATS = "a folder of images, a .npy or .npz array, or a .csv table"
+
+
+# --------------------------------------------------------------------------- where data lives
+
+
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """The folder that holds the named datasets.
+
+    ``data_dir`` if given, else ``$DGM_DATA``, else ``../shared/data`` next to the project root
+    (the folder holding ``src/``), else ``../shared/data`` next to the working directory.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get("DGM_DATA"):
+        return Path(os.environ["DGM_DATA"]).expanduser()
+    default = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    if default.is_dir():
+        return default
+    # an installed (non-editable) package lives in site-packages, far from the project
+    fallback = Path.cwd().parent / "shared" / "data"
+    return fallback if fallback.is_dir() else default
+
+
+def _find(root: Path, dataset: str, folder: str, name: str, *alternatives: str) -> Path:
+    """``root/folder/name`` (or the first alternative name that exists), else a DataError."""
+    for candidate in (name, *alternatives):
+        path = root / folder / candidate
+        if path.is_file():
+            return path
+    where = f"{folder}/{name}"
+    raise DataError(
+        f"{dataset}: {where} not found in the data folder {root}; pass --data-dir DIR or set "
+        f"$DGM_DATA to a folder that holds {where}"
+    )
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _floats(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _longs(y: np.ndarray | None) -> torch.Tensor | None:
+    return None if y is None else torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+
+
+def _split(x: np.ndarray, y: np.ndarray | None, index: slice | np.ndarray) -> Split:
+    return Split(_floats(x[index]), None if y is None else _longs(y[index]))
+
+
+def _permutation(n: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    # the legacy RandomState stream is frozen by numpy's compatibility policy, unlike Generator's,
+    # so these splits stay the same across numpy versions
+    return np.random.RandomState(seed).permutation(n)
+
+
+def _standard_sizes(n: int, sizes: tuple[int, int, int], what: str) -> tuple[int, int]:
+    """The papers' (train, val) ``sizes`` when the file is full size, else the same proportions.
+
+    Small or partial copies (as in tests) keep the proportions of ``sizes`` (train, val, test),
+    with at least one example in every split.
+    """
+    n_train, n_val, _ = sizes
+    if n > n_train + n_val:
+        return n_train, n_val
+    if n < 3:
+        raise DataError(f"{what}: only {n} examples; need at least 3 for train, val and test")
+    total = sum(sizes)
+    val = max(1, round(n * n_val / total))
+    train = max(1, min(n - val - 1, round(n * n_train / total)))
+    return train, val
+
+
+def _shuffled(
+    x: np.ndarray, y: np.ndarray | None, n_train: int, n_val: int
+) -> tuple[Split, Split, Split]:
+    order = _permutation(len(x))
+    parts = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+    # permutation order, not file order: files sorted by class (caltech) must not give
+    # single-class heads to code that takes the first examples of a split for a quick look
+    return tuple(_split(x, y, p) for p in parts)
+
+
+def _expect_shape(a: np.ndarray, path: Path, shape: tuple, what: str) -> None:
+    """Check ``a.shape`` against ``shape`` (``None`` entries match any size)."""
+    ok = a.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, a.shape))
+    if not ok:
+        want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise DataError(
+            f"{path}: {what} has shape {a.shape}, expected {want}; is this the right file?"
+        )
+
+
+# --------------------------------------------------------------------------- named datasets
+
+
+def _load_digits(root: Path) -> Dataset:
+    """scikit-learn's 8x8 digits (UCI optical digits test set), split 1000/350/447 in order."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.data.reshape(-1, 1, 8, 8)
+    y = d.target
+    spec = DataSpec("digits", (1, 8, 8), levels=17, low=0.0, high=16.0, num_classes=10)
+    parts = slice(0, 1000), slice(1000, 1350), slice(1350, None)
+    train, val, test = (_split(x, y, p) for p in parts)
+    return Dataset(spec, train, val, test, source="sklearn.datasets.load_digits")
+
+
+def _read_mnist_files(root: Path, dataset: str, folder: str) -> dict[str, np.ndarray]:
+    """The four IDX files of MNIST or Fashion-MNIST, gzipped or already decompressed."""
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        names = {"x": f"{prefix}-images-idx3-ubyte", "y": f"{prefix}-labels-idx1-ubyte"}
+        for kind, name in names.items():
+            path = _find(root, dataset, folder, name + ".gz", name)
+            a = formats.read_idx(path)
+            shape = (None, 28, 28) if kind == "x" else (None,)
+            _expect_shape(a, path, shape, "images" if kind == "x" else "labels")
+            out[kind + split] = a
+        if len(out["x" + split]) != len(out["y" + split]):
+            raise DataError(
+                f"{dataset}: {split} has {len(out['x' + split])} images but "
+                f"{len(out['y' + split])} labels in {root / folder}; download the files again"
+            )
+    return out
+
+
+def _mnist_val_start(n: int) -> int:
+    """Train is ``[:50000]``, val ``[50000:]``; smaller copies use their last sixth as val."""
+    return MNIST_TRAIN if n > MNIST_TRAIN else n - max(1, n // 6)
+
+
+def _load_mnist(root: Path, name: str = "mnist", folder: str = "mnist") -> Dataset:
+    """MNIST (LeCun et al. 1998) or Fashion-MNIST (Xiao et al. 2017): 28x28, 256 levels."""
+    f = _read_mnist_files(root, name, folder)
+    cut = _mnist_val_start(len(f["xtrain"]))
+    xtr, xte = f["xtrain"][:, None], f["xtest"][:, None]
+    spec = DataSpec(name, (1, 28, 28), levels=256, low=0.0, high=255.0, num_classes=10)
+    train = _split(xtr, f["ytrain"], slice(0, cut))
+    val = _split(xtr, f["ytrain"], slice(cut, None))
+    test = _split(xte, f["ytest"], slice(None))
+    return Dataset(spec, train, val, test, source=str(root / folder))
+
+
+def _load_binarized_mnist(root: Path) -> Dataset:
+    """Dynamically binarized MNIST (as in Salakhutdinov & Murray 2008; Burda et al. 2016).
+
+    Train holds probabilities ``pixel/255`` that the batcher samples at every use; val and test
+    are binarized once, each with its own fixed seed, so every run evaluates on the same bits.
+    """
+    base = _load_mnist(root)
+    spec = DataSpec(
+        "binarized-mnist", (1, 28, 28), levels=2, low=0.0, high=1.0, num_classes=10, binarize=True
+    )
+
+    def fixed(split: Split, seed: int) -> Split:
+        gen = torch.Generator().manual_seed(seed)
+        return Split(torch.bernoulli(split.x / 255.0, generator=gen), split.y)
+
+    train = Split(base.train.x / 255.0, base.train.y)
+    val = fixed(base.val, BINARIZE_SEEDS["val"])
+    test = fixed(base.test, BINARIZE_SEEDS["test"])
+    note = (
+        f"val and test are binarized once with torch seeds {BINARIZE_SEEDS['val']} and "
+        f"{BINARIZE_SEEDS['test']}; train is resampled at every use"
+    )
+    return Dataset(spec, train, val, test, source=base.source, notes=[note])
+
+
+def _load_static_mnist(root: Path) -> Dataset:
+    """Statically binarized MNIST of Larochelle & Murray (2011): the three ``.amat`` files."""
+    splits = []
+    for part in ("train", "valid", "test"):
+        path = _find(root, "static-mnist", "binarized_mnist", f"binarized_mnist_{part}.amat")
+        a = formats.read_amat(path)
+        _expect_shape(a, path, (None, 784), "matrix")
+        splits.append(Split(_floats(a.reshape(-1, 1, 28, 28))))
+    spec = DataSpec("static-mnist", (1, 28, 28), levels=2, low=0.0, high=1.0)
+    return Dataset(spec, *splits, source=str(root / "binarized_mnist"))
+
+
+def _load_caltech(root: Path) -> Dataset:
+    """Caltech 101 Silhouettes 28x28 (Marlin et al. 2010); silhouette = 1."""
+    path = _find(
+        root, "caltech-silhouettes", "caltech101_silhouettes", "caltech101_silhouettes_28.mat"
+    )
+    mat = formats.read_mat(path, ["X", "Y"])
+    big_x, big_y = mat["X"], mat["Y"].reshape(-1)
+    _expect_shape(big_x, path, (None, 784), "variable 'X'")
+    if len(big_y) != len(big_x) or (big_y.size and big_y.min() < 1):
+        raise DataError(
+            f"{path}: 'Y' must hold one class id >= 1 per row of 'X'; is this the right file?"
+        )
+    # each row is a column-major (MATLAB) 28x28 image: reshape C-order, then transpose
+    x = 1.0 - big_x.reshape(-1, 1, 28, 28).transpose(0, 1, 3, 2).astype(np.float32)
+    y = big_y.astype(np.int64) - 1
+    n_train, n_val = _standard_sizes(len(x), (4100, 2264, 2307), str(path))
+    spec = DataSpec("caltech-silhouettes", (1, 28, 28), levels=2, num_classes=101)
+    note = (
+        f"caltech-silhouettes: the standard split1 indices are not available; using a fixed "
+        f"permutation (seed {SPLIT_SEED}) into {n_train} train / {n_val} val / "
+        f"{len(x) - n_train - n_val} test (the split1 sizes): numbers are not exactly "
+        "comparable with published ones"
+    )
+    return Dataset(spec, *_shuffled(x, y, n_train, n_val), source=str(path), notes=[note])
+
+
+def _load_frey(root: Path) -> Dataset:
+    """Frey Faces (Roweis; used by Kingma & Welling 2014): 1965 faces of 28x20, 256 levels."""
+    path = _find(root, "frey-faces", "frey_faces", "frey_rawface.mat")
+    ff = formats.read_mat(path, ["ff"])["ff"]
+    _expect_shape(ff, path, (560, None), "variable 'ff'")
+    x = ff.T.reshape(-1, 1, 28, 20)  # each column is one face, stored row-major
+    n_train, n_val = _standard_sizes(len(x), (1565, 200, 200), str(path))
+    spec = DataSpec("frey-faces", (1, 28, 20), levels=256, low=0.0, high=255.0)
+    note = (
+        f"frey-faces has no standard split; using a fixed permutation (seed {SPLIT_SEED}) into "
+        f"{n_train} train / {n_val} val / {len(x) - n_train - n_val} test"
+    )
+    return Dataset(spec, *_shuffled(x, None, n_train, n_val), source=str(path), notes=[note])
+
+
+def _read_omniglot(root: Path, part: str) -> np.ndarray:
+    """Strokes (1) on background (0), shape (characters, drawers, H, W), bool."""
+    path = _find(root, "omniglot", "omniglot", f"images_{part}.npz")
+    arrays = formats.read_npz(path)
+    if "images" not in arrays:
+        raise DataError(f"{path}: no 'images' array (found {', '.join(arrays)}); wrong file?")
+    images = arrays["images"]
+    _expect_shape(images, path, (None, None, None, None), "'images'")
+    return np.logical_not(images)  # the files store True = white background
+
+
+def _load_omniglot(root: Path) -> Dataset:
+    """Omniglot raw 105x105 images (Lake et al. 2015), one example per drawing.
+
+    Train: the background alphabets minus their last 10% of characters (val); test: the
+    evaluation alphabets. Labels are the character index within its file.
+    """
+    background, evaluation = _read_omniglot(root, "background"), _read_omniglot(root, "evaluation")
+    if background.shape[2:] != evaluation.shape[2:]:
+        raise DataError(
+            f"omniglot: background images are {background.shape[2:]} but evaluation images are "
+            f"{evaluation.shape[2:]} in {root / 'omniglot'}; download the files again"
+        )
+    n_chars = background.shape[0]
+    if n_chars < 2:
+        raise DataError(f"omniglot: background file holds {n_chars} characters; need at least 2")
+    cut = n_chars - max(1, round(0.1 * n_chars))
+    h, w = background.shape[2:]
+
+    def examples(images: np.ndarray, first_label: int) -> Split:
+        labels = np.repeat(np.arange(first_label, first_label + len(images)), images.shape[1])
+        x = torch.from_numpy(np.ascontiguousarray(images.reshape(-1, 1, h, w))).to(torch.float32)
+        return Split(x, torch.from_numpy(labels))
+
+    spec = DataSpec("omniglot", (1, h, w), levels=2, num_classes=max(n_chars, evaluation.shape[0]))
+    note = (
+        "omniglot: raw 105x105 images, not the 28x28 chardata.mat of IWAE/VampPrior; numbers are "
+        "not comparable with theirs. Test labels index evaluation characters (other classes)"
+    )
+    return Dataset(
+        spec,
+        examples(background[:cut], 0),
+        examples(background[cut:], cut),
+        examples(evaluation, 0),
+        source=str(root / "omniglot"),
+        notes=[note],
+    )
+
+
+Loader = Callable[[Path], Dataset]
+
+DATASETS: dict[str, tuple[str, Loader]] = {
+    "digits": ("scikit-learn 8x8 digits, 17 levels, 1000/350/447 (bundled)", _load_digits),
+    "mnist": ("MNIST 28x28, 256 levels, 50k/10k/10k (mnist/, IDX)", _load_mnist),
+    "fashion-mnist": (
+        "Fashion-MNIST 28x28, 256 levels, 50k/10k/10k (fashion_mnist/, IDX)",
+        partial(_load_mnist, name="fashion-mnist", folder="fashion_mnist"),
+    ),
+    "binarized-mnist": (
+        "MNIST dynamically binarized (train resampled, val/test fixed), 50k/10k/10k",
+        _load_binarized_mnist,
+    ),
+    "static-mnist": (
+        "statically binarized MNIST (Larochelle & Murray), 50k/10k/10k (binarized_mnist/)",
+        _load_static_mnist,
+    ),
+    "caltech-silhouettes": (
+        "Caltech 101 Silhouettes 28x28, binary, 101 classes, 4100/2264/2307 seeded split",
+        _load_caltech,
+    ),
+    "frey-faces": ("Frey faces 28x20, 256 levels, 1565/200/200 seeded split", _load_frey),
+    "omniglot": (
+        "Omniglot raw 105x105, binary; background (last 10% of characters val) / evaluation",
+        _load_omniglot,
+    ),
+}
+
+
+def list_datasets() -> list[tuple[str, str]]:
+    """(name, description) of every named dataset, for ``dgm list``."""
+    return [(name, desc) for name, (desc, _) in DATASETS.items()]
+
+
+# --------------------------------------------------------------------------- user data
+
+
+def _as_examples(x: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Bring an array to ``(N, D)`` or ``(N, C, H, W)`` following the documented rank rules."""
+    if x.ndim == 2:
+        return x
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        if x.shape[1] in (1, 3, 4):
+            return x
+        if x.shape[3] in (1, 3, 4):
+            return x.transpose(0, 3, 1, 2)  # channel-last (N, H, W, C) to channel-first
+        raise DataError(
+            f"{path}: {what} has shape {x.shape}: neither dim 1 nor dim 3 is a channel count "
+            "(1, 3 or 4); save images as (N, C, H, W) or (N, H, W, C)"
+        )
+    raise DataError(
+        f"{path}: {what} has shape {x.shape}; expected an array of examples, shape (N, ...): "
+        "(N, D) vectors, (N, H, W) or (N, C, H, W) images"
+    )
+
+
+def _as_labels(y: np.ndarray, n: int, path: Path, what: str) -> np.ndarray:
+    y = y.reshape(-1) if y.ndim == 2 and 1 in y.shape else y
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{path}: {what} has shape {y.shape}, expected ({n},): one per example")
+    if y.dtype.kind not in "biuf" or (y.size and (y.min() < 0 or (y != np.floor(y)).any())):
+        raise DataError(f"{path}: {what} must be whole numbers >= 0 (class indices)")
+    return y.astype(np.int64)
+
+
+def _levels(xs: list[np.ndarray], path: Path) -> tuple[int | None, float, float]:
+    """(levels, low, high) of the data: discrete for integers and whole floats, else continuous."""
+    xs = [x for x in xs if x.size]
+    for x in xs:
+        formats.check_array(x, path, "data")  # non-numeric or NaN/inf, counted
+    lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
+    if all(x.dtype == np.bool_ for x in xs):
+        return 2, 0.0, 1.0
+    if all(x.dtype.kind in "biu" for x in xs):
+        if lo < 0:
+            raise DataError(
+                f"{path}: integer data holds negative values (min {lo:g}); discrete data must be "
+                "levels 0..K-1: shift it, or save it as float for continuous data"
+            )
+        levels = 256 if all(x.dtype == np.uint8 for x in xs) else max(2, int(hi) + 1)
+        return levels, 0.0, float(levels - 1)
+    whole = all(x.dtype.kind != "f" or bool((x == np.floor(x)).all()) for x in xs)
+    if whole and lo >= 0:
+        levels = max(2, int(hi) + 1)
+        return levels, 0.0, float(levels - 1)
+    return None, lo, hi
+
+
+def _user_dataset(
+    path: Path,
+    parts: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    notes: list[str],
+    num_classes: int | None = None,
+) -> Dataset:
+    """A Dataset from explicit ``train``/``val``/``test`` parts, or one ``all`` to be split."""
+    parts = {
+        k: (_as_examples(x, path, f"{k} data" if k != "all" else "the data"), y)
+        for k, (x, y) in parts.items()
+    }
+    shapes = {k: x.shape[1:] for k, (x, _) in parts.items()}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"{path}: splits have different example shapes {shapes}; make them equal")
+    parts = {
+        k: (x, None if y is None else _as_labels(y, len(x), path, f"{k} labels"))
+        for k, (x, y) in parts.items()
+    }
+    if all(len(x) == 0 for x, _ in parts.values()):
+        raise DataError(f"{path}: holds no examples")
+    levels, low, high = _levels([x for x, _ in parts.values()], path)
+    labels = [y for _, y in parts.values() if y is not None]
+    if labels and num_classes is None:
+        num_classes = max(int(y.max()) + 1 for y in labels if y.size)
+    shape = tuple(int(s) for s in next(iter(shapes.values())))
+    name = str(path.resolve())
+    spec = DataSpec(name, shape, levels, low, high, num_classes=num_classes)
+
+    if "all" in parts:
+        x, y = parts["all"]
+        n = len(x)
+        if n < 3:
+            raise DataError(f"{path}: only {n} examples; need at least 3 (train, val and test)")
+        n_val = n_test = max(1, n // 10)
+        splits = _shuffled(x, y, n - n_val - n_test, n_val)
+        notes = [
+            *notes,
+            f"split with a fixed permutation (seed {SPLIT_SEED}) into {n - n_val - n_test} train "
+            f"/ {n_val} val / {n_test} test",
+        ]
+    else:
+        splits = tuple(_split(*parts[k], slice(None)) for k in ("train", "val", "test"))
+    return Dataset(spec, *splits, source=name, notes=notes)
+
+
+def _npz_parts(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict, list[str]]:
+    """Pick data and labels from an archive: explicit ``x_train``/... splits or one array."""
+    notes: list[str] = []
+    if "x_train" in arrays:
+        if "x_test" not in arrays:
+            raise DataError(f"{path}: has 'x_train' but no 'x_test'; add it, or save one 'x'")
+        val_key = next((k for k in ("x_val", "x_valid") if k in arrays), None)
+        parts = {
+            "train": (arrays["x_train"], arrays.get("y_train")),
+            "test": (arrays["x_test"], arrays.get("y_test")),
+        }
+        if val_key is not None:
+            parts["val"] = (arrays[val_key], arrays.get("y" + val_key[1:]))
+        else:  # e.g. Keras' mnist.npz: hold out a fixed tenth of train for validation
+            x, y = parts["train"]
+            if len(x) < 2:
+                raise DataError(f"{path}: 'x_train' needs at least 2 examples to hold out val")
+            order = _permutation(len(x))
+            n_val = max(1, len(x) // 10)
+            val_idx, train_idx = order[:n_val], order[n_val:]
+            parts["train"] = (x[train_idx], None if y is None else y[train_idx])
+            parts["val"] = (x[val_idx], None if y is None else y[val_idx])
+            notes.append(f"no 'x_val': held out {n_val} of 'x_train' (seed {SPLIT_SEED}) as val")
+        if any(y is not None for _, y in parts.values()) and any(
+            y is None for _, y in parts.values()
+        ):
+            notes.append("labels dropped: only some splits have them (y_train, y_val, y_test)")
+            parts = {k: (x, None) for k, (x, _) in parts.items()}
+        return parts, notes
+    if any(k in arrays for k in ("x_val", "x_valid", "x_test")):
+        raise DataError(f"{path}: has split arrays but no 'x_train'; add 'x_train'")
+    x_key = next((k for k in ("x", "X", "data", "images") if k in arrays), None)
+    if x_key is None:
+        if len(arrays) != 1:
+            raise DataError(
+                f"{path}: cannot tell which array is the data (found {', '.join(arrays)}); "
+                "name it 'x' (labels 'y'), or save 'x_train', 'x_val', 'x_test'"
+            )
+        x_key = next(iter(arrays))
+    y_key = next((k for k in ("y", "labels", "targets") if k in arrays and k != x_key), None)
+    return {"all": (arrays[x_key], None if y_key is None else arrays[y_key])}, notes
+
+
+def _unknown(name: str, reason: str) -> DataError:
+    key = name.lower().replace("_", "-")
+    close = [key] if key in DATASETS else difflib.get_close_matches(key, list(DATASETS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return DataError(
+        f"{reason}{hint}: known datasets are {', '.join(DATASETS)}; user data must be "
+        f"{USER_FORMATS}"
+    )
+
+
+def _load_user(name: str) -> Dataset:
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise _unknown(name, f"unknown dataset {name!r} (no such name, file or folder)")
+    if path.is_dir():
+        folder = formats.read_image_folder(path)
+        for note in folder.notes:
+            warnings.warn(note, stacklevel=3)
+        num_classes = len(folder.classes) if folder.y is not None else None
+        return _user_dataset(path, {"all": (folder.x, folder.y)}, folder.notes, num_classes)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _user_dataset(path, {"all": (formats.read_npy(path), None)}, [])
+    if suffix == ".npz":
+        parts, notes = _npz_parts(formats.read_npz(path), path)
+        for note in notes:
+            warnings.warn(f"{path}: {note}", stacklevel=3)
+        return _user_dataset(path, parts, notes)
+    if suffix == ".csv":
+        table = formats.read_csv(path)
+        return _user_dataset(path, {"all": (table.x, table.y)}, table.notes)
+    raise _unknown(name, f"{path}: unsupported file type {suffix or '(no extension)'!r}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _validate(ds: Dataset) -> None:
+    spec = ds.spec
+    strict = dataclasses.replace(spec, binarize=False)
+    for name in ("train", "val", "test"):
+        split = ds.split(name)
+        what = f"{spec.name} {name}"
+        if spec.binarize and name == "train":
+            # probabilities, binarized at every use: check_values skips the level check
+            check_values(split.x, spec, what)
+            if split.x.numel() and (split.x.min() < 0 or split.x.max() > 1):
+                raise DataError(f"{what}: binarize data must be probabilities in [0, 1]")
+        else:
+            check_values(split.x, strict, what)
+        if split.y is None:
+            continue
+        if split.y.shape != (len(split),):
+            raise DataError(f"{what}: {tuple(split.y.shape)} labels for {len(split)} examples")
+        k = spec.num_classes
+        if k is not None and split.y.numel() and (split.y.min() < 0 or split.y.max() >= k):
+            raise DataError(f"{what}: labels outside 0..{k - 1}")
+
+
+def load_dataset(name_or_path: str | Path, data_dir: str | Path | None = None) -> Dataset:
+    """Load a named dataset (see :data:`DATASETS`) or user data from a path.
+
+    Named datasets are read from :func:`data_root` (``data_dir``, ``$DGM_DATA`` or
+    ``../shared/data``). User data is a folder of images (class subfolders give labels), a
+    ``.npy``/``.npz`` array or a ``.csv`` table; it is split 80/10/10 with a fixed permutation
+    unless an ``.npz`` holds ``x_train``/``x_val``/``x_test``.
+    """
+    name = str(name_or_path)
+    if name in DATASETS:
+        _, loader = DATASETS[name]
+        ds = loader(data_root(data_dir))
+    else:
+        ds = _load_user(name)
+    _validate(ds)
+    return ds
