@@ -351,3 +351,10 @@ def test_python_api_matches_contract(digits):
     assert model.log_prob(digits.test.x[:3]).shape == (3,)
     assert model.sample(2).shape == (2, 1, 8, 8)
     assert torch.isfinite(model.loss(digits.train.x[:4]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_a_missing_gpu_is_a_usage_error(tmp_path, run_cli):
+    code, _, err = run_cli("train", "arm", "--accelerator", "gpu", "--out", tmp_path / "r")
+    assert "gpu" in _one_line_error(code, err).lower()
+    assert not (tmp_path / "r").exists()

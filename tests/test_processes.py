@@ -15,20 +15,10 @@ import torch
 
 import dgm
 
+from .conftest import TINY_TRAIN
+
 DGM = [sys.executable, "-m", "dgm"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-SMALL = [
-    "--set",
-    "hidden=16",
-    "--set",
-    "layers=3",
-    "--set",
-    "kernel_size=3",
-    "--set",
-    "sample_every=1",
-    "--set",
-    "num_samples=4",
-]
 
 
 def _epochs(run: Path) -> list[int]:
@@ -42,7 +32,18 @@ def _epochs(run: Path) -> list[int]:
 def test_sigkill_then_resume_continues_from_the_last_epoch(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        [*DGM, "train", "arm", "--epochs", "200", "--set", "patience=0", "--out", str(run), *SMALL],
+        [
+            *DGM,
+            "train",
+            "arm",
+            "--epochs",
+            "200",
+            "--set",
+            "patience=0",
+            "--out",
+            str(run),
+            *TINY_TRAIN,
+        ],
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -95,7 +96,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
             "ddp",
             "--out",
             str(run),
-            *SMALL,
+            *TINY_TRAIN,
         ],
         env=ENV,
         capture_output=True,

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 from dgm.errors import ConfigError, DataError, DgmError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+RUN_ENV = "DGM_RUN_DIR"
 
 
 class Parser(argparse.ArgumentParser):
@@ -176,48 +178,42 @@ def _data_meta(name: str, data_dir: str | None) -> dict[str, Any]:
 # -- commands -----------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     from dgm import registry
-    from dgm.config import field_types
+    from dgm.config import describe
     from dgm.data import list_datasets
     from dgm.training import TrainConfig
+
+    def options(cls: type, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        return [{"name": n, "default": d, "help": h} for n, d, h in describe(cls) if n not in skip]
 
     models = [
         {
             "name": e.name,
             "family": e.family,
             "description": e.description,
-            "options": {
-                k: _default(e.cls.Config, k)
-                for k in field_types(e.cls.Config)
-                if k not in e.cls.DATA_FIELDS
-            },
+            "options": options(e.cls.Config, e.cls.DATA_FIELDS),
         }
         for e in registry.entries()
     ]
     datasets = [{"name": n, "description": d} for n, d in list_datasets()]
-    train = {k: _default(TrainConfig, k) for k in field_types(TrainConfig)}
+    train = options(TrainConfig)
     if args.json:
         print(json.dumps({"models": models, "datasets": datasets, "training": train}))
         return EXIT_OK
-    print("models (dgm train MODEL):")
+
+    def show(opts: list[dict[str, Any]]) -> None:
+        for o in opts:
+            print(f"      {o['name'] + '=' + str(o['default']):<28} {o['help']}")
+
+    print("models (dgm train MODEL --set OPTION=VALUE):")
     for m in models:
         print(f"  {m['name']:<16} [{m['family']}] {m['description']}")
-        print("  " + " " * 17 + " ".join(f"{k}={v}" for k, v in m["options"].items()))
+        show(m["options"])
     print("\ndatasets (--data NAME, or a path to an image folder, .npy, .npz or .csv):")
     for d in datasets:
         print(f"  {d['name']:<20} {d['description']}")
-    print("\ntraining options (--set KEY=VALUE):")
-    print("  " + " ".join(f"{k}={v}" for k, v in train.items()))
+    print("\ntraining options (--set OPTION=VALUE, for every model):")
+    show(train)
     return EXIT_OK
-
-
-def _default(cls: type, key: str) -> Any:
-    import dataclasses
-
-    for f in dataclasses.fields(cls):
-        if f.name == key:
-            v = f.default
-            return list(v) if isinstance(v, tuple) else v
-    return None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -269,11 +265,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir = args.data_dir or data_dir
         if args.out:
             run = Path(args.out)
+        elif os.environ.get(RUN_ENV):  # a DDP worker started by Lightning: the parent's folder
+            run = Path(os.environ[RUN_ENV])
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run = Path("runs") / f"{entry.name}-{Path(str(data)).stem}-{stamp}"
             if rank_zero_only.rank != 0:
                 raise ConfigError("with several processes, name the run folder with --out")
+        os.environ[RUN_ENV] = str(run)  # Lightning's worker processes inherit it
     cfg = __import__("dgm.config", fromlist=["build"]).build(TrainConfig, train_opts, "training")
     with warnings.catch_warnings():  # the loader's warnings are shown below, once, as notes
         warnings.simplefilter("ignore")
@@ -341,7 +340,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     res = evaluate_nll(model, x, args.batch_size, **kwargs)
     out = {
         "model": model.name,
-        "data": Path(str(name)).name if not meta else str(name),
+        "data": str(name),
         "split": args.split,
         **res,
         "exact": exact,
@@ -373,6 +372,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: use a .png (picture) or .npy (array) file name")
     torch.manual_seed(args.seed)
     kwargs = {} if args.temperature is None else {"temperature": args.temperature}
+    if kwargs and "temperature" not in inspect.signature(model.sample).parameters:
+        raise ConfigError(f"{model.name} has no sampling temperature; drop --temperature")
     x = model.sample(args.n, **kwargs).cpu()
     if out.suffix.lower() == ".npy":
         with atomic_write(out, "wb") as f:
@@ -418,8 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("DGM_DEBUG"):
             raise
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
         from dgm.training.module import TrainingError
 
+        if isinstance(e, MisconfigurationException):  # e.g. --accelerator gpu with no GPU
+            _err(f"dgm {args.command}: error: {str(e).splitlines()[0]}")
+            return EXIT_USAGE
         if isinstance(e, TrainingError):
             _err(f"dgm {args.command}: {e}")
         else:

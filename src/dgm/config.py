@@ -125,3 +125,21 @@ def parse_set(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set hidden=128")
         out[key.strip()] = value.strip()
     return out
+
+
+def opt(default: Any, help: str) -> Any:
+    """A config field with a one-line description (shown by ``dgm list``)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: default, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def describe(cls: type) -> list[tuple[str, Any, str]]:
+    """``(name, default, help)`` for every field of config class ``cls``."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, tuple):
+            default = list(default)
+        out.append((f.name, default, f.metadata.get("help", "")))
+    return out

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.distributions import Categorical
 from dgm.errors import ConfigError, DataError
@@ -24,19 +25,19 @@ from dgm.registry import register
 
 @dataclass
 class ARMConfig:
-    shape: tuple[int, ...] = (1, 8, 8)  # from the data
-    levels: int = 17  # from the data
-    hidden: int = 256  # channels of the hidden layers
-    layers: int = 6  # conv layers, first (exclusive) and last included
-    kernel_size: int = 7
-    dilation_growth: int = 2  # dilation of hidden block i is growth**(i % cycle); 1 = none
-    dilation_cycle: int = 4
-    activation: Activation = "gelu"
-    dropout: float = 0.1
-    residual: bool = True  # residual connections around hidden blocks
-    # how pixel values enter the network: "onehot" (one channel per level) or
-    # "scalar" (one channel, the value scaled to [-1, 1]; the reference notebook's input)
-    input: Literal["onehot", "scalar"] = "onehot"
+    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
+    levels: int = opt(17, "values per pixel, from the data")
+    hidden: int = opt(256, "channels of the hidden layers")
+    layers: int = opt(6, "causal conv layers, the first (exclusive) and last included")
+    kernel_size: int = opt(7, "kernel width of every layer")
+    dilation_growth: int = opt(2, "hidden block i has dilation growth**(i % cycle); 1 = none")
+    dilation_cycle: int = opt(4, "blocks after which the dilation starts again at 1")
+    activation: Activation = opt("gelu", "leaky_relu | relu | gelu | elu | tanh")
+    dropout: float = opt(0.1, "dropout after each hidden block")
+    residual: bool = opt(True, "residual connections around hidden blocks")
+    input: Literal["onehot", "scalar"] = opt(
+        "onehot", "pixels enter as one channel per level, or as one scaled value (the notebook's)"
+    )
 
     def __post_init__(self) -> None:
         self.shape = tuple(self.shape)

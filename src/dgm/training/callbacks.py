@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from dgm.data.base import DataSpec
 from dgm.io import atomic_write
@@ -87,7 +87,11 @@ class RunLog(Callback):
         if rec.get("val_nll") is not None:
             parts.append(f"val nll {rec['val_nll']:.3f} nats ({rec['val_bpd']:.4f} bpd)")
         parts.append(f"{rec['time_s']:.1f}s")
-        self.show("  ".join(parts))
+        bar = trainer.progress_bar_callback
+        if isinstance(bar, TQDMProgressBar) and bar.is_enabled:
+            bar.print("  ".join(parts), file=sys.stderr)  # above the bar, not through it
+        else:
+            self.show("  ".join(parts))
 
 
 class BestModel(Callback):

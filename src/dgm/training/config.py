@@ -5,30 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from dgm.config import opt
+
 
 @dataclass
 class TrainConfig:
-    epochs: int = 200  # upper bound; early stopping usually ends sooner
-    batch_size: int = 64
-    eval_batch_size: int = 500
-    optimizer: Literal["adamw", "adam", "adamax"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
-    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    patience: int = 20  # epochs without a better validation NLL before stopping; 0 disables
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 disables
-    max_time: float = 0.0  # seconds of training before stopping; 0 = no limit
-    sample_every: int = 5  # epochs between sample grids
-    num_samples: int = 64  # samples in each grid
-    seed: int = 0
-    accelerator: str = "auto"  # cpu | gpu | auto (passed to Lightning)
-    devices: str = "auto"  # a number, a list, or auto (passed to Lightning)
-    num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp | ddp_spawn | ... (passed to Lightning)
-    precision: str = "32"  # 32 | bf16-mixed | 16-mixed (passed to Lightning)
-    compile: bool = False  # torch.compile the model for training
-    test: bool = True  # evaluate the best model on the test split at the end
+    epochs: int = opt(200, "upper bound; early stopping usually ends sooner")
+    batch_size: int = opt(64, "training examples per step (per device)")
+    eval_batch_size: int = opt(500, "examples per step when scoring validation and test data")
+    optimizer: Literal["adamw", "adam", "adamax"] = opt("adamw", "adamw | adam | adamax")
+    lr: float = opt(1e-3, "learning rate")
+    weight_decay: float = opt(0.0, "decoupled weight decay (AdamW) or L2 (Adam, Adamax)")
+    lr_schedule: Literal["constant", "cosine", "plateau"] = opt(
+        "constant", "constant | cosine (to 0 at the last epoch) | plateau (halve when stuck)"
+    )
+    grad_clip: float = opt(1.0, "max gradient norm; 0 disables clipping")
+    patience: int = opt(20, "epochs without a better validation NLL before stopping; 0 disables")
+    ema: float = opt(0.0, "decay of an exponential moving average of the weights; 0 disables")
+    max_time: float = opt(0.0, "seconds of training before stopping; 0 = no limit")
+    sample_every: int = opt(5, "epochs between sample grids")
+    num_samples: int = opt(64, "samples in each grid")
+    seed: int = opt(0, "seeds weights, shuffling and sampling: CPU runs repeat exactly")
+    accelerator: str = opt("auto", "cpu | gpu | auto (passed to Lightning)")
+    devices: str = opt("auto", "a number, a list, or auto (passed to Lightning)")
+    num_nodes: int = opt(1, "machines (passed to Lightning)")
+    strategy: str = opt("auto", "auto | ddp | ddp_spawn | ... (passed to Lightning)")
+    precision: str = opt("32", "32 | bf16-mixed | 16-mixed (passed to Lightning)")
+    compile: bool = opt(False, "torch.compile the model for training")
+    test: bool = opt(True, "evaluate the best model on the test split at the end")
 
     def __post_init__(self) -> None:
         from dgm.errors import ConfigError

@@ -118,26 +118,12 @@ def train(
     )
     entry = registry.get(model_name)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # build the model first: a bad option must fail before anything is written
     model = entry.cls.for_data(dataset.spec, **(model_config or {}))
-    if resume:
-        if not (run / LAST).is_file():
-            raise CheckpointError(
-                f"{run} has no {LAST}: it never finished an epoch; start a new run instead"
-            )
-    elif is_global_zero():
-        prepare_run(run, overwrite)
     meta = {
         "data": {**(data_meta or {"name": dataset.spec.name}), "spec": dataset.spec.to_dict()},
         "train": cfg_.to_dict(cfg),
         "dgm_version": dgm.__version__,
     }
-    if not resume and is_global_zero():
-        # written first, so even a run killed in epoch one says what it was
-        write_json(
-            run / CONFIG, {"model": model.name, "format": 1, "config": model.config_dict(), **meta}
-        )
-
     lit = LitModel(model, cfg)
     data = TensorDataModule(dataset, cfg.batch_size, cfg.eval_batch_size)
     on_terminal = sys.stderr.isatty()
@@ -170,6 +156,18 @@ def train(
         num_sanity_val_steps=0,
         default_root_dir=str(run),
     )
+    # the model and the Trainer are built (and so validated) before anything is written
+    if resume:
+        if not (run / LAST).is_file():
+            raise CheckpointError(
+                f"{run} has no {LAST}: it never finished an epoch; start a new run instead"
+            )
+    elif is_global_zero():
+        prepare_run(run, overwrite)
+        # written first, so even a run killed in epoch one says what it was
+        write_json(
+            run / CONFIG, {"model": model.name, "format": 1, "config": model.config_dict(), **meta}
+        )
     if trainer.is_global_zero:
         show(
             f"training {model.name} ({model.num_parameters():,} parameters) on {dataset.spec.name} "
