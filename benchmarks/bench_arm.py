@@ -40,6 +40,7 @@ PRESETS: dict[str, list[str]] = {
         "batch_size=64",
         "patience=20",
         "grad_clip=0",
+        "ema=0",
     ],
 }
 

@@ -27,13 +27,13 @@ from dgm.registry import register
 class ARMConfig:
     shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
     levels: int = opt(17, "values per pixel, from the data")
-    hidden: int = opt(256, "channels of the hidden layers")
-    layers: int = opt(6, "causal conv layers, the first (exclusive) and last included")
-    kernel_size: int = opt(7, "kernel width of every layer")
+    hidden: int = opt(64, "channels of the hidden layers")
+    layers: int = opt(8, "causal conv layers, the first (exclusive) and last included")
+    kernel_size: int = opt(5, "kernel width of every layer")
     dilation_growth: int = opt(2, "hidden block i has dilation growth**(i % cycle); 1 = none")
     dilation_cycle: int = opt(4, "blocks after which the dilation starts again at 1")
     activation: Activation = opt("gelu", "leaky_relu | relu | gelu | elu | tanh")
-    dropout: float = opt(0.1, "dropout after each hidden block")
+    dropout: float = opt(0.3, "dropout after each hidden block")
     residual: bool = opt(True, "residual connections around hidden blocks")
     input: Literal["onehot", "scalar"] = opt(
         "onehot", "pixels enter as one channel per level, or as one scaled value (the notebook's)"

@@ -21,7 +21,9 @@ class TrainConfig:
     )
     grad_clip: float = opt(1.0, "max gradient norm; 0 disables clipping")
     patience: int = opt(20, "epochs without a better validation NLL before stopping; 0 disables")
-    ema: float = opt(0.0, "decay of an exponential moving average of the weights; 0 disables")
+    ema: float = opt(
+        0.98, "per-step decay of an average of the weights, used to validate and keep; 0 = off"
+    )
     max_time: float = opt(0.0, "seconds of training before stopping; 0 = no limit")
     sample_every: int = opt(5, "epochs between sample grids")
     num_samples: int = opt(64, "samples in each grid")
