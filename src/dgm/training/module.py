@@ -30,6 +30,8 @@ class LitModel(L.LightningModule):
             if cfg.ema > 0
             else None
         )
+        if self.ema is not None:  # averaged, never trained: DDP must not wait for its gradients
+            self.ema.requires_grad_(False)
         self._train_forward = torch.compile(model.loss) if cfg.compile else model.loss
 
     @property
