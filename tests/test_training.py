@@ -1,0 +1,128 @@
+"""The training glue: tensor batching, dynamic binarization, EMA weights, divergence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import dgm
+from dgm.data import Dataset, DataSpec, Split
+from dgm.training import TrainConfig, train
+from dgm.training.data import TensorData, TensorDataModule
+from dgm.training.module import LitModel, TrainingError
+
+from .conftest import TINY_ARM
+
+
+def test_batches_are_one_gather_with_labels():
+    x = torch.arange(20.0).view(10, 2)
+    y = torch.arange(10)
+    loader = DataLoader(TensorData(Split(x, y)), batch_size=4, shuffle=True, collate_fn=lambda b: b)
+    seen = []
+    for bx, by in loader:
+        assert bx.shape[1:] == (2,) and bx.shape[0] == by.shape[0] <= 4
+        assert torch.equal(bx[:, 0], by * 2.0)  # rows stay paired with their labels
+        seen += by.tolist()
+    assert sorted(seen) == list(range(10))
+
+
+def test_dynamic_binarization_draws_afresh_every_time():
+    torch.manual_seed(0)
+    probs = torch.full((1000, 4), 0.5)
+    data = TensorData(Split(probs), binarize=True)
+    a, _ = data.__getitems__(list(range(1000)))
+    b, _ = data.__getitems__(list(range(1000)))
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(a, b)
+    assert abs(a.mean().item() - 0.5) < 0.05
+
+
+def test_data_module_keeps_labels_and_uses_dataset_batch_sizes(digits):
+    dm = TensorDataModule(digits, batch_size=100, eval_batch_size=350)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (100, 1, 8, 8) and y.shape == (100,)
+    assert len(dm.val_dataloader()) == 1
+
+
+def test_ema_weights_are_what_the_run_keeps(tmp_path, digits):
+    res = train(
+        "arm",
+        digits,
+        tmp_path / "r",
+        TINY_ARM,
+        {"epochs": 2, "ema": 0.9, "sample_every": 0, "test": False},
+        show=lambda s: None,
+    )
+    assert res["epochs"] == 2
+    ckpt = torch.load(tmp_path / "r" / "last.ckpt", map_location="cpu", weights_only=True)
+    state = ckpt["state_dict"]
+    saved = dgm.load(tmp_path / "r").state_dict()
+    # the best epoch is the last one here (2 epochs, NLL still falling): saved == EMA copy
+    for name, value in saved.items():
+        assert torch.allclose(value, state[f"ema.module.{name}"]), name
+    assert any(not torch.allclose(value, state[f"model.{name}"]) for name, value in saved.items())
+
+
+def test_ema_copy_takes_no_gradients(digits):
+    model = dgm.create("arm", shape=(1, 8, 8), levels=17, **TINY_ARM)
+    lit = LitModel(model, TrainConfig(ema=0.9))
+    trainable = {n for n, p in lit.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("model.") for n in trainable)
+
+
+def test_divergence_stops_with_a_clear_message(tmp_path, run_cli):
+    import numpy as np
+
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).integers(0, 3, (40, 6)))
+    # an absurd learning rate makes the loss blow up within a few steps
+    code, _, err = run_cli(
+        "train",
+        "arm",
+        "--data",
+        tmp_path / "d.npy",
+        "--out",
+        tmp_path / "r",
+        "--set",
+        "lr=1e12",
+        "--set",
+        "grad_clip=0",
+        "--set",
+        "ema=0",
+        "--set",
+        "batch_size=4",
+        "--epochs",
+        "3",
+        "--set",
+        "sample_every=0",
+    )
+    if code == 0:  # the model survived; make it fail for sure
+        pytest.skip("the loss stayed finite at lr=1e12")
+    assert code == 1 and "diverged" in err and "Traceback" not in err
+
+
+def test_training_error_names_the_fix():
+    model = dgm.create("arm", shape=(4,), levels=3, **TINY_ARM)
+    lit = LitModel(model, TrainConfig())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(math.nan)
+    with pytest.raises(TrainingError, match="lr"):
+        lit.training_step((torch.zeros(2, 4), None), 0)
+
+
+def test_max_time_bounds_training(tmp_path):
+    spec = DataSpec(name="toy", shape=(6,), levels=3)
+    split = Split(torch.randint(0, 3, (64, 6)).float())
+    data = Dataset(spec, split, split, split)
+    res = train(
+        "arm",
+        data,
+        tmp_path / "r",
+        TINY_ARM,
+        {"epochs": 100000, "max_time": 2, "patience": 0, "sample_every": 0},
+        show=lambda s: None,
+    )
+    assert res["train_time_s"] < 10 and 1 <= res["epochs"] < 100000
