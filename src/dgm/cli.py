@@ -331,7 +331,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"was trained on {levels} levels (0..{levels - 1})"
         )
     kwargs: dict[str, Any] = {}
-    exact = getattr(model, "exact_likelihood", True)
+    exact = model.exact_likelihood
     if args.num_samples is not None:
         if exact:
             _err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")

@@ -20,6 +20,7 @@ import torch
 
 from dgm.data import formats
 from dgm.data.base import Dataset, DataSpec, Split, check_values
+from dgm.data.toy import SAMPLERS, load_toy
 from dgm.errors import DataError
 
 __all__ = ["DATASETS", "USER_FORMATS", "data_root", "list_datasets", "load_dataset"]
@@ -327,6 +328,9 @@ DATASETS: dict[str, tuple[str, Loader]] = {
         "Omniglot raw 105x105, binary; background (last 10% of characters val) / evaluation",
         _load_omniglot,
     ),
+    **{
+        name: (desc, lambda root, name=name: load_toy(name)) for name, (desc, _) in SAMPLERS.items()
+    },
 }
 
 

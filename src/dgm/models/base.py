@@ -34,6 +34,8 @@ class GenerativeModel(nn.Module):
     Config: ClassVar[type]
     # config fields that come from the dataset (``DataSpec``) rather than from the user
     DATA_FIELDS: ClassVar[tuple[str, ...]] = ("shape", "levels")
+    # False for latent-variable models, whose log_prob(x, num_samples=K) is an estimate
+    exact_likelihood: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         super().__init__()
