@@ -22,6 +22,7 @@ from dgm.data import (
     list_datasets,
     load_dataset,
 )
+from dgm.data.toy import SAMPLERS
 from dgm.errors import DataError
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -467,7 +468,7 @@ def test_digits_split_exact():
     assert torch.cat([ds.train.y, ds.val.y, ds.test.y]).tolist() == load_digits().target.tolist()
 
 
-@pytest.mark.parametrize("name", [n for n in DATASETS if n != "digits"])
+@pytest.mark.parametrize("name", [n for n in DATASETS if n != "digits" and n not in SAMPLERS])
 def test_named_dataset_missing_files(tmp_path, name):
     with pytest.raises(DataError, match="--data-dir") as e:
         load_dataset(name, data_dir=tmp_path)
