@@ -220,7 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     from dgm import registry
-    from dgm.config import parse_set
+    from dgm.config import build, parse_set
     from dgm.data import load_dataset
     from dgm.io import read_config
     from dgm.training import TrainConfig, train
@@ -273,13 +273,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             if rank_zero_only.rank != 0:
                 raise ConfigError("with several processes, name the run folder with --out")
         os.environ[RUN_ENV] = str(run)  # Lightning's worker processes inherit it
-    cfg = __import__("dgm.config", fromlist=["build"]).build(TrainConfig, train_opts, "training")
+    cfg = build(TrainConfig, train_opts, "training")  # bad options fail before data loads
     with warnings.catch_warnings():  # the loader's warnings are shown below, once, as notes
         warnings.simplefilter("ignore")
         dataset = load_dataset(str(data), data_dir)
     for note in dataset.notes:
         _err(f"note: {note}")
-    entry.cls.check_spec(dataset.spec)
     results = train(
         entry.name,
         dataset,

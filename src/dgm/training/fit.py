@@ -29,7 +29,7 @@ from dgm import registry
 from dgm.data.base import Dataset
 from dgm.errors import CheckpointError, ConfigError
 from dgm.evaluation.likelihood import evaluate_nll
-from dgm.io import CONFIG, WEIGHTS, read_config, write_json
+from dgm.io import CONFIG, WEIGHTS, atomic_write, read_config, write_json
 from dgm.models.base import GenerativeModel
 from dgm.plotting import save_curves, save_samples
 from dgm.training.callbacks import LAST, BestModel, LastCheckpoint, RunLog, SampleGrid, read_metrics
@@ -263,7 +263,5 @@ val / {len(dataset.test)} test; shape {tuple(dataset.spec.shape)}, levels {datas
 Use it: `dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`,
 or in Python `model = dgm.load("{run}")`.
 """
-    from dgm.io import atomic_write
-
     with atomic_write(run / "summary.md") as f:
         f.write(text)
