@@ -1,5 +1,14 @@
 """Likelihoods and distributions shared by the model families."""
 
+from dgm.distributions.base import LIKELIHOODS, Likelihood, full_precision, make_likelihood
+from dgm.distributions.bernoulli import Bernoulli
 from dgm.distributions.categorical import Categorical
 
-__all__ = ["Categorical"]
+__all__ = [
+    "LIKELIHOODS",
+    "Bernoulli",
+    "Categorical",
+    "Likelihood",
+    "full_precision",
+    "make_likelihood",
+]

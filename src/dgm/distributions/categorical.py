@@ -6,10 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def _full(t: Tensor) -> Tensor:
-    """Half-precision logits (under autocast) are scored in float32; float64 stays float64."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+from dgm.distributions.base import full_precision
 
 
 class Categorical:
@@ -30,7 +27,7 @@ class Categorical:
 
     def log_prob_per_dim(self, logits: Tensor, x: Tensor) -> Tensor:
         """log p(x_d) for each dimension: ``[B, *event]``."""
-        return -F.cross_entropy(_full(logits), x.long(), reduction="none")
+        return -F.cross_entropy(full_precision(logits), x.long(), reduction="none")
 
     def log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
         """Sum over the event dimensions: ``[B]``, in nats."""
@@ -38,7 +35,7 @@ class Categorical:
 
     def sample(self, logits: Tensor, temperature: float = 1.0) -> Tensor:
         """Draw levels ``[B, *event]`` (float, like the data); temperature 0 takes the mode."""
-        logits = _full(logits).movedim(1, -1)
+        logits = full_precision(logits).movedim(1, -1)
         if temperature == 0:
             return logits.argmax(-1).float()
         probs = torch.softmax(logits / temperature, dim=-1)

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from dgm.config import opt
 from dgm.data.base import DataSpec
-from dgm.distributions import Categorical
+from dgm.distributions import make_likelihood
+from dgm.distributions.base import LikelihoodName
 from dgm.errors import ConfigError, DataError
 from dgm.models.base import GenerativeModel
 from dgm.nn.causal import Activation, CausalConvNet
@@ -38,6 +39,12 @@ class ARMConfig:
     input: Literal["onehot", "scalar"] = opt(
         "onehot", "pixels enter as one channel per level, or as one scaled value (the notebook's)"
     )
+    likelihood: LikelihoodName = opt(
+        "auto",
+        "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
+        "logistic-mixture",
+    )
+    mixtures: int = opt(5, "components of the logistic mixture likelihood")
 
     def __post_init__(self) -> None:
         self.shape = tuple(self.shape)
@@ -63,10 +70,11 @@ class ARM(GenerativeModel):
         c = config
         self.dim = int(torch.tensor(c.shape).prod())
         in_channels = c.levels if c.input == "onehot" else 1
+        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
         self.net = CausalConvNet(
             in_channels,
             c.hidden,
-            c.levels,
+            self.likelihood.params_per_dim,
             layers=c.layers,
             kernel_size=c.kernel_size,
             dilation_growth=c.dilation_growth,
@@ -75,7 +83,6 @@ class ARM(GenerativeModel):
             dropout=c.dropout,
             residual=c.residual,
         )
-        self.likelihood = Categorical(c.levels)
 
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
@@ -95,7 +102,7 @@ class ARM(GenerativeModel):
         return self.net.first.weight.dtype
 
     def logits(self, x: Tensor) -> Tensor:
-        """Logits of every conditional: ``[B, L] -> [B, K, L]``, output d sees x_<d only."""
+        """Parameters of every conditional: ``[B, L] -> [B, P, L]``; output d sees x_<d only."""
         return self.net(self._encode(x))
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -109,7 +116,7 @@ class ARM(GenerativeModel):
         for d in range(self.dim):
             # causal convs pad on the left only, so the prefix x[:, :d+1] gives the same
             # logits at position d as the whole sequence, for a fraction of the work
-            logits = self.logits(x[:, : d + 1])[..., d : d + 1]  # [n, K, 1]
+            logits = self.logits(x[:, : d + 1])[..., d : d + 1]  # [n, P, 1]
             x[:, d] = self.likelihood.sample(logits, temperature)[:, 0]
         return x.view(n, *self.config.shape)
 
