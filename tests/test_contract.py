@@ -1,0 +1,91 @@
+"""The model contract, checked for every registry entry (DESIGN.md, "Tests that prove things").
+
+Every model needs a tiny config here: a new registry entry without one fails
+``test_every_model_has_a_tiny_config``, so none escapes these checks.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import dgm
+from dgm import registry
+
+# small enough to train two epochs on digits in a second or two
+TINY: dict[str, dict] = {
+    "arm": {"hidden": 16, "layers": 3, "kernel_size": 3},
+}
+
+
+def _names() -> list[str]:
+    return [e.name for e in registry.entries()]
+
+
+def test_every_model_has_a_tiny_config():
+    missing = sorted(set(_names()) - set(TINY))
+    assert not missing, f"add a tiny config for {missing} to tests/test_contract.py"
+
+
+@pytest.fixture(params=sorted(TINY))
+def model(request, digits):
+    torch.manual_seed(0)
+    return registry.get(request.param).cls.for_data(digits.spec, **TINY[request.param])
+
+
+def test_log_prob_sample_loss_shapes(model, digits):
+    x, y = digits.train.x[:6], digits.train.y[:6]
+    lp = model.log_prob(x)
+    assert lp.shape == (6,) and torch.isfinite(lp).all() and (lp <= 0).all()
+    loss = model.loss((x, y))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    model.eval()
+    s = model.sample(3)
+    assert s.shape == (3, *digits.spec.shape)
+    assert s.min() >= 0 and s.max() <= digits.spec.levels - 1 and torch.equal(s, s.round())
+
+
+def test_gradients_reach_every_parameter(model, digits):
+    model.train()
+    model.loss((digits.train.x[:16], digits.train.y[:16])).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not dead, f"no gradient reaches {dead}"
+
+
+def test_save_load_identical_log_prob(model, digits, tmp_path):
+    model.eval()
+    model.save(tmp_path / "m")
+    again = dgm.load(tmp_path / "m")
+    x = digits.test.x[:8]
+    assert torch.equal(model.log_prob(x), again.log_prob(x))
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"] == model.name
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
+    sets = [a for k, v in TINY[name].items() for a in ("--set", f"{k}={v}")]
+    run = tmp_path / name
+    code, _, err = run_cli(
+        "train",
+        name,
+        "--data",
+        "digits",
+        "--epochs",
+        "2",
+        "--out",
+        run,
+        "--set",
+        "sample_every=0",
+        "--set",
+        "num_samples=4",
+        *sets,
+    )
+    assert code == 0, err
+    code, out, err = run_cli("eval", run, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["model"] == name and res["n"] == 447 and res["nll_nats"] > 0
+    code, _, err = run_cli("sample", run, "-n", "4", "--out", tmp_path / "s.png")
+    assert code == 0 and (tmp_path / "s.png").is_file(), err
