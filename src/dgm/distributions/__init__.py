@@ -3,11 +3,13 @@
 from dgm.distributions.base import LIKELIHOODS, Likelihood, full_precision, make_likelihood
 from dgm.distributions.bernoulli import Bernoulli
 from dgm.distributions.categorical import Categorical
+from dgm.distributions.logistic import DiscretizedLogisticMixture
 
 __all__ = [
     "LIKELIHOODS",
     "Bernoulli",
     "Categorical",
+    "DiscretizedLogisticMixture",
     "Likelihood",
     "full_precision",
     "make_likelihood",
