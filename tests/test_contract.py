@@ -17,6 +17,13 @@ from dgm import registry
 # small enough to train two epochs on digits in a second or two
 TINY: dict[str, dict] = {
     "arm": {"hidden": 16, "layers": 3, "kernel_size": 3},
+    "wavenet": {
+        "hidden": 8,
+        "skip_channels": 8,
+        "head_channels": 8,
+        "max_dilation": 4,
+        "stacks": 1,
+    },
 }
 
 

@@ -1,6 +1,6 @@
 """Model families; importing this package registers every model."""
 
-from dgm.models import arm
+from dgm.models import arm, wavenet
 from dgm.models.base import GenerativeModel
 
-__all__ = ["GenerativeModel", "arm"]
+__all__ = ["GenerativeModel", "arm", "wavenet"]

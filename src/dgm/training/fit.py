@@ -210,6 +210,7 @@ def finish(
         "model": model.name,
         "data": dataset.spec.name,
         "parameters": model.num_parameters(),
+        **({"receptive_field": model.receptive_field} if hasattr(model, "receptive_field") else {}),
         "epochs": len(records),
         "best_epoch": best.get("epoch"),
         "val_nll_nats": best.get("val_nll"),
