@@ -1,13 +1,27 @@
 """Network building blocks shared by the families."""
 
 from dgm.nn.causal import CausalBlock, CausalConv1d, CausalConvNet
+from dgm.nn.pixelcnn import (
+    GatedLayer,
+    GatedPixelCNNNet,
+    MaskedConv2d,
+    PixelCNNNet,
+    ResidualBlock,
+    VerticalConv,
+)
 from dgm.nn.wavenet import GatedResidualBlock, WaveNet, dilations
 
 __all__ = [
     "CausalBlock",
     "CausalConv1d",
     "CausalConvNet",
+    "GatedLayer",
+    "GatedPixelCNNNet",
     "GatedResidualBlock",
+    "MaskedConv2d",
+    "PixelCNNNet",
+    "ResidualBlock",
+    "VerticalConv",
     "WaveNet",
     "dilations",
 ]
