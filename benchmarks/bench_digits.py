@@ -44,7 +44,18 @@ PRESETS: dict[str, dict[str, list[str]]] = {
             "grad_clip=0",
             "ema=0",
         ],
-    }
+    },
+    "made": {
+        "default": [],
+        # order-agnostic training over 8 random orderings, their ensemble at test time
+        "order-agnostic": [
+            "likelihood=logistic-mixture",
+            "order=random",
+            "num_masks=8",
+            "ensemble=8",
+            "lr=0.002",
+        ],
+    },
 }
 
 

@@ -17,6 +17,7 @@ from dgm import registry
 # small enough to train two epochs on digits in a second or two
 TINY: dict[str, dict] = {
     "arm": {"hidden": 16, "layers": 3, "kernel_size": 3},
+    "made": {"hidden": 16, "layers": 1},
     "pixelcnn": {"hidden": 8, "layers": 1, "first_kernel": 3, "head": 8},
     "gated-pixelcnn": {"hidden": 8, "layers": 2, "first_kernel": 3, "head": 8},
     "wavenet": {

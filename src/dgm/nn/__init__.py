@@ -1,6 +1,7 @@
 """Network building blocks shared by the families."""
 
 from dgm.nn.causal import CausalBlock, CausalConv1d, CausalConvNet
+from dgm.nn.made import MADENet, MaskedLinear, made_degrees
 from dgm.nn.pixelcnn import (
     GatedLayer,
     GatedPixelCNNNet,
@@ -18,10 +19,13 @@ __all__ = [
     "GatedLayer",
     "GatedPixelCNNNet",
     "GatedResidualBlock",
+    "MADENet",
     "MaskedConv2d",
+    "MaskedLinear",
     "PixelCNNNet",
     "ResidualBlock",
     "VerticalConv",
     "WaveNet",
     "dilations",
+    "made_degrees",
 ]
