@@ -20,6 +20,7 @@ TINY: dict[str, dict] = {
     "made": {"hidden": 16, "layers": 1},
     "pixelcnn": {"hidden": 8, "layers": 1, "first_kernel": 3, "head": 8},
     "gated-pixelcnn": {"hidden": 8, "layers": 2, "first_kernel": 3, "head": 8},
+    "transformer-arm": {"dim": 16, "layers": 1, "heads": 2},
     "wavenet": {
         "hidden": 8,
         "skip_channels": 8,

@@ -10,20 +10,32 @@ from dgm.nn.pixelcnn import (
     ResidualBlock,
     VerticalConv,
 )
+from dgm.nn.transformer import (
+    CausalSelfAttention,
+    CausalTransformer,
+    KVCache,
+    LayerCache,
+    TransformerBlock,
+)
 from dgm.nn.wavenet import GatedResidualBlock, WaveNet, dilations
 
 __all__ = [
     "CausalBlock",
     "CausalConv1d",
     "CausalConvNet",
+    "CausalSelfAttention",
+    "CausalTransformer",
     "GatedLayer",
     "GatedPixelCNNNet",
     "GatedResidualBlock",
+    "KVCache",
+    "LayerCache",
     "MADENet",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNNNet",
     "ResidualBlock",
+    "TransformerBlock",
     "VerticalConv",
     "WaveNet",
     "dilations",
