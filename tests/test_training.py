@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -126,3 +127,16 @@ def test_max_time_bounds_training(tmp_path):
         show=lambda s: None,
     )
     assert res["train_time_s"] < 10 and 1 <= res["epochs"] < 100000
+
+
+def test_epoch_batches_shortens_epochs(tmp_path, digits):
+    train(
+        "arm",
+        digits,
+        tmp_path / "r",
+        TINY_ARM,
+        {"epochs": 2, "epoch_batches": 3, "sample_every": 0, "test": False},
+        show=lambda s: None,
+    )
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "metrics.jsonl").open()]
+    assert steps == [3, 6]  # 3 batches an epoch instead of 16

@@ -24,6 +24,9 @@ class TrainConfig:
     ema: float = opt(
         0.98, "per-step decay of an average of the weights, used to validate and keep; 0 = off"
     )
+    epoch_batches: int = opt(
+        0, "training batches per epoch (0 = the whole training split): shorter epochs on big data"
+    )
     max_time: float = opt(0.0, "seconds of training before stopping; 0 = no limit")
     sample_every: int = opt(5, "epochs between sample grids")
     num_samples: int = opt(64, "samples in each grid")
@@ -41,6 +44,8 @@ class TrainConfig:
 
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError("epochs, batch_size and eval_batch_size must be >= 1")
+        if self.epoch_batches < 0:
+            raise ConfigError(f"epoch_batches must be >= 0, got {self.epoch_batches}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.ema < 1:

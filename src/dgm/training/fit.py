@@ -142,6 +142,7 @@ def train(
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_time=timedelta(seconds=cfg.max_time) if cfg.max_time > 0 else None,
+        limit_train_batches=cfg.epoch_batches if cfg.epoch_batches > 0 else None,
         accelerator=cfg.accelerator,
         devices=_trainer_devices(cfg.devices),
         num_nodes=cfg.num_nodes,
