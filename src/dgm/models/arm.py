@@ -15,10 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.config import opt
-from dgm.data.base import DataSpec
 from dgm.distributions import make_likelihood
 from dgm.distributions.base import LikelihoodName
-from dgm.errors import ConfigError, DataError
+from dgm.errors import ConfigError
 from dgm.models.base import GenerativeModel
 from dgm.nn.causal import Activation, CausalConvNet
 from dgm.registry import register
@@ -63,6 +62,7 @@ class ARM(GenerativeModel):
     """ARM(net, likelihood): exact log-likelihood, ancestral sampling."""
 
     Config = ARMConfig
+    discrete_only = True
     config: ARMConfig
 
     def __init__(self, config: ARMConfig) -> None:
@@ -83,14 +83,6 @@ class ARM(GenerativeModel):
             dropout=c.dropout,
             residual=c.residual,
         )
-
-    @classmethod
-    def check_spec(cls, spec: DataSpec) -> None:
-        if spec.levels is None:
-            raise DataError(
-                f"arm models discrete data, but {spec.name} is continuous; quantize it to "
-                "whole numbers first"
-            )
 
     def _encode(self, x: Tensor) -> Tensor:  # [B, L] levels -> [B, C_in, L]
         if self.config.input == "onehot":

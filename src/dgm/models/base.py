@@ -36,6 +36,8 @@ class GenerativeModel(nn.Module):
     DATA_FIELDS: ClassVar[tuple[str, ...]] = ("shape", "levels")
     # False for latent-variable models, whose log_prob(x, num_samples=K) is an estimate
     exact_likelihood: ClassVar[bool] = True
+    # True for models of discrete levels (autoregressive models with categorical outputs...)
+    discrete_only: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -67,6 +69,11 @@ class GenerativeModel(nn.Module):
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
         """Raise a DataError if this model cannot model data described by ``spec``."""
+        if cls.discrete_only and spec.levels is None:
+            raise DataError(
+                f"{cls.name} models discrete data, but {spec.name} is continuous; quantize it "
+                "to whole numbers first"
+            )
 
     def config_dict(self) -> dict[str, Any]:
         return cfg_.to_dict(self.config)

@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.config import opt
-from dgm.data.base import DataSpec
 from dgm.distributions import make_likelihood
 from dgm.distributions.base import LikelihoodName
-from dgm.errors import ConfigError, DataError
+from dgm.errors import ConfigError
 from dgm.models.base import Batch, GenerativeModel, unpack
 from dgm.nn.causal import Activation
 from dgm.nn.made import MADENet, Order
@@ -83,6 +82,7 @@ class MADE(GenerativeModel):
     """MADE(masked MLP, likelihood): exact log-likelihood, ancestral sampling."""
 
     Config = MADEConfig
+    discrete_only = True
     config: MADEConfig
 
     def __init__(self, config: MADEConfig) -> None:
@@ -107,14 +107,6 @@ class MADE(GenerativeModel):
         # weight averaging never blends it (a resumed run starts the cycle again)
         self.mask_index = 0
         self._steps = 0
-
-    @classmethod
-    def check_spec(cls, spec: DataSpec) -> None:
-        if spec.levels is None:
-            raise DataError(
-                f"made models discrete data, but {spec.name} is continuous; quantize it to "
-                "whole numbers first"
-            )
 
     @property
     def _dtype(self) -> torch.dtype:

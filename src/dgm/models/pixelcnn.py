@@ -117,6 +117,8 @@ class _PixelModel(GenerativeModel):
     ``[B, C_in, H, W] -> [B, C * P, H, W]`` with the P parameters of colour c contiguous.
     """
 
+    discrete_only = True
+
     def _setup(self, c: Any) -> tuple[int, int]:
         """Build the likelihood; return (network input channels, output channels)."""
         self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
@@ -126,11 +128,7 @@ class _PixelModel(GenerativeModel):
 
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
-        if spec.levels is None:
-            raise DataError(
-                f"{cls.name} models discrete data, but {spec.name} is continuous; quantize it "
-                "to whole numbers first"
-            )
+        super().check_spec(spec)
         if len(spec.shape) != 3:
             raise DataError(
                 f"{cls.name} models images (C, H, W), but {spec.name} has shape {spec.shape}"

@@ -17,10 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from dgm.config import opt
-from dgm.data.base import DataSpec
 from dgm.distributions import make_likelihood
 from dgm.distributions.base import LikelihoodName
-from dgm.errors import ConfigError, DataError
+from dgm.errors import ConfigError
 from dgm.models.base import GenerativeModel
 from dgm.nn.transformer import CausalTransformer, KVCache
 from dgm.registry import register
@@ -65,6 +64,7 @@ class TransformerARM(GenerativeModel):
     """Transformer ARM: exact log-likelihood, ancestral sampling with a key/value cache."""
 
     Config = TransformerARMConfig
+    discrete_only = True
     config: TransformerARMConfig
 
     def __init__(self, config: TransformerARMConfig) -> None:
@@ -80,14 +80,6 @@ class TransformerARM(GenerativeModel):
         self.head = nn.Linear(c.dim, self.likelihood.params_per_dim)
         for p in (self.token.weight, self.start, self.position):
             nn.init.normal_(p, std=0.02)  # small next to the LayerNorm scale, as in GPT-2
-
-    @classmethod
-    def check_spec(cls, spec: DataSpec) -> None:
-        if spec.levels is None:
-            raise DataError(
-                f"transformer-arm models discrete data, but {spec.name} is continuous; "
-                "quantize it to whole numbers first"
-            )
 
     # -- the network, in two halves so tests can differentiate through the second ------------
     def embed(self, x: Tensor) -> Tensor:

@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.config import opt
-from dgm.data.base import DataSpec
 from dgm.distributions import make_likelihood
 from dgm.distributions.base import LikelihoodName
-from dgm.errors import ConfigError, DataError
+from dgm.errors import ConfigError
 from dgm.models.base import GenerativeModel
 from dgm.nn.wavenet import WaveNet as WaveNetStack
 from dgm.registry import register
@@ -66,6 +65,7 @@ class WaveNet(GenerativeModel):
     """WaveNet(stack, likelihood): exact log-likelihood, cached ancestral sampling."""
 
     Config = WaveNetConfig
+    discrete_only = True
     config: WaveNetConfig
 
     def __init__(self, config: WaveNetConfig) -> None:
@@ -84,14 +84,6 @@ class WaveNet(GenerativeModel):
             max_dilation=c.max_dilation,
             stacks=c.stacks,
         )
-
-    @classmethod
-    def check_spec(cls, spec: DataSpec) -> None:
-        if spec.levels is None:
-            raise DataError(
-                f"wavenet models discrete data, but {spec.name} is continuous; quantize it to "
-                "whole numbers first"
-            )
 
     @property
     def receptive_field(self) -> int:
