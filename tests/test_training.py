@@ -140,3 +140,21 @@ def test_epoch_batches_shortens_epochs(tmp_path, digits):
     )
     steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "metrics.jsonl").open()]
     assert steps == [3, 6]  # 3 batches an epoch instead of 16
+
+
+def test_plain_progress_lines_inside_long_epochs(tmp_path, digits, monkeypatch):
+    from dgm.training import callbacks
+
+    monkeypatch.setattr(callbacks, "PROGRESS_EVERY", 0.0)  # a line after every batch
+    lines: list[str] = []
+    train(
+        "arm",
+        digits,
+        tmp_path / "r",
+        TINY_ARM,
+        {"epochs": 1, "epoch_batches": 3, "sample_every": 0, "test": False},
+        show=lines.append,
+    )
+    batch_lines = [line for line in lines if "batch" in line]
+    assert [line.split()[3] for line in batch_lines] == ["1/3", "2/3", "3/3"]
+    assert all("loss" in line for line in batch_lines)

@@ -19,6 +19,7 @@ from dgm.io import atomic_write
 from dgm.plotting import save_curves, save_samples
 
 METRICS = "metrics.jsonl"
+PROGRESS_EVERY = 60.0  # seconds between plain progress lines when there is no terminal
 LAST = "last.ckpt"
 
 
@@ -153,3 +154,34 @@ class SampleGrid(Callback):
         model.train(was_training)
         save_samples(x, self.spec, self.run / "samples.png", title=f"epoch {epoch}")
         save_curves(read_metrics(self.run), self.run / "loss.png")
+
+
+class PlainProgress(Callback):
+    """Without a terminal, a plain line every ``every`` seconds inside long epochs, so a log
+    shows that a run lives (on a terminal the progress bar does this)."""
+
+    def __init__(self, show: Any, every: float | None = None) -> None:
+        self.show = show
+        self.every = PROGRESS_EVERY if every is None else every
+        self.last = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.last = time.perf_counter()
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every or not trainer.is_global_zero:
+            return
+        self.last = now
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        total = trainer.num_training_batches
+        of = f"/{total}" if isinstance(total, int) else ""
+        text = f"  loss {_scalar(loss):.3f}" if _scalar(loss) is not None else ""
+        self.show(f"epoch {trainer.current_epoch:>3}  batch {batch_idx + 1}{of}{text}")

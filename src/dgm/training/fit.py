@@ -32,7 +32,15 @@ from dgm.evaluation.likelihood import evaluate_nll
 from dgm.io import CONFIG, WEIGHTS, atomic_write, read_config, write_json
 from dgm.models.base import GenerativeModel
 from dgm.plotting import save_curves, save_samples
-from dgm.training.callbacks import LAST, BestModel, LastCheckpoint, RunLog, SampleGrid, read_metrics
+from dgm.training.callbacks import (
+    LAST,
+    BestModel,
+    LastCheckpoint,
+    PlainProgress,
+    RunLog,
+    SampleGrid,
+    read_metrics,
+)
 from dgm.training.config import TrainConfig
 from dgm.training.data import TensorDataModule
 from dgm.training.module import LitModel
@@ -137,8 +145,7 @@ def train(
         SampleGrid(run, dataset.spec, cfg.sample_every, cfg.num_samples),
         LastCheckpoint(run),
     ]
-    if on_terminal:
-        callbacks.append(TQDMProgressBar(leave=False))
+    callbacks.append(TQDMProgressBar(leave=False) if on_terminal else PlainProgress(show))
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_time=timedelta(seconds=cfg.max_time) if cfg.max_time > 0 else None,
