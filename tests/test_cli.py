@@ -358,3 +358,39 @@ def test_asking_for_a_missing_gpu_is_a_usage_error(tmp_path, run_cli):
     code, _, err = run_cli("train", "arm", "--accelerator", "gpu", "--out", tmp_path / "r")
     assert "gpu" in _one_line_error(code, err).lower()
     assert not (tmp_path / "r").exists()
+
+
+def test_sample_with_a_label_for_conditional_models(tmp_path, run_cli, trained_run):
+    run = tmp_path / "cond"
+    code, _, err = run_cli(
+        "train",
+        "gated-pixelcnn",
+        "--epochs",
+        "1",
+        "--out",
+        run,
+        "--set",
+        "conditional=true",
+        "--set",
+        "hidden=4",
+        "--set",
+        "layers=1",
+        "--set",
+        "first_kernel=3",
+        "--set",
+        "head=4",
+        "--set",
+        "sample_every=0",
+        "--set",
+        "num_samples=2",
+        "--set",
+        "test=false",
+    )
+    assert code == 0, err
+    code, _, err = run_cli("sample", run, "-n", "3", "--label", "7", "--out", tmp_path / "s.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "s.npy").shape == (3, 1, 8, 8)
+    code, _, err = run_cli("sample", run, "-n", "3", "--label", "99", "--out", tmp_path / "t.npy")
+    assert "labels" in _one_line_error(code, err)
+    code, _, err = run_cli("sample", trained_run, "--label", "1", "--out", tmp_path / "u.npy")
+    assert "--label" in _one_line_error(code, err)

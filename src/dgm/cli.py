@@ -109,6 +109,12 @@ def _parser() -> Parser:
         default=None,
         help="sampling temperature where the model supports it",
     )
+    s.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="class of every sample, for class-conditional models",
+    )
     s.add_argument("--device", default="auto", help="cpu | cuda | auto")
     return p
 
@@ -370,9 +376,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".png", ".npy"):
         raise ConfigError(f"--out {out}: use a .png (picture) or .npy (array) file name")
     torch.manual_seed(args.seed)
-    kwargs = {} if args.temperature is None else {"temperature": args.temperature}
-    if kwargs and "temperature" not in inspect.signature(model.sample).parameters:
-        raise ConfigError(f"{model.name} has no sampling temperature; drop --temperature")
+    kwargs: dict[str, Any] = {}
+    if args.temperature is not None:
+        kwargs["temperature"] = args.temperature
+    if args.label is not None:
+        kwargs["labels"] = args.label
+    accepted = inspect.signature(model.sample).parameters
+    for key, flag in (("temperature", "--temperature"), ("labels", "--label")):
+        if key in kwargs and key not in accepted:
+            raise ConfigError(f"{model.name} takes no {flag} when sampling; drop it")
     x = model.sample(args.n, **kwargs).cpu()
     if out.suffix.lower() == ".npy":
         with atomic_write(out, "wb") as f:
