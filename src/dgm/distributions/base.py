@@ -40,6 +40,12 @@ class Likelihood(Protocol):
 
 
 LikelihoodName = Literal["auto", "categorical", "bernoulli", "logistic-mixture"]
+# the help of the `likelihood` and `mixtures` config fields every model with a likelihood has
+LIKELIHOOD_HELP = (
+    "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
+    "logistic-mixture"
+)
+MIXTURES_HELP = "components of the logistic mixture likelihood"
 LIKELIHOODS = ("auto", "categorical", "bernoulli", "logistic-mixture")
 
 

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from dgm.config import opt
 from dgm.distributions import make_likelihood
-from dgm.distributions.base import LikelihoodName
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel
+from dgm.models.base import GenerativeModel, check_discrete_config
 from dgm.nn.causal import Activation, CausalConvNet
 from dgm.registry import register
 
@@ -38,17 +38,11 @@ class ARMConfig:
     input: Literal["onehot", "scalar"] = opt(
         "onehot", "pixels enter as one channel per level, or as one scaled value (the notebook's)"
     )
-    likelihood: LikelihoodName = opt(
-        "auto",
-        "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
-        "logistic-mixture",
-    )
-    mixtures: int = opt(5, "components of the logistic mixture likelihood")
+    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
+    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        self.shape = tuple(self.shape)
-        if self.levels < 2:
-            raise ConfigError(f"levels must be >= 2, got {self.levels}")
+        check_discrete_config(self)
         if self.hidden < 1 or self.layers < 2 or self.kernel_size < 1:
             raise ConfigError("need hidden >= 1, layers >= 2 and kernel_size >= 1")
         if not 0 <= self.dropout < 1:

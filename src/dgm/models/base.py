@@ -15,6 +15,13 @@ from dgm.errors import ConfigError, DataError
 Batch = Tensor | tuple[Tensor, Tensor | None] | list
 
 
+def check_discrete_config(c: Any) -> None:
+    """What every config of a discrete-data model checks: a tuple shape and >= 2 levels."""
+    c.shape = tuple(c.shape)
+    if c.levels < 2:
+        raise ConfigError(f"levels must be >= 2, got {c.levels}")
+
+
 def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
     """A batch is ``x`` or ``(x, y)``; return ``(x, y)`` with ``y`` possibly None."""
     if isinstance(batch, Tensor):

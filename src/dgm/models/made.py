@@ -26,9 +26,9 @@ from torch import Tensor
 
 from dgm.config import opt
 from dgm.distributions import make_likelihood
-from dgm.distributions.base import LikelihoodName
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
-from dgm.models.base import Batch, GenerativeModel, unpack
+from dgm.models.base import Batch, GenerativeModel, check_discrete_config, unpack
 from dgm.nn.causal import Activation
 from dgm.nn.made import MADENet, Order
 from dgm.registry import register
@@ -53,17 +53,11 @@ class MADEConfig:
     ensemble: int = opt(1, "masks whose probabilities are averaged by log_prob in eval mode")
     mask_bias: bool = opt(False, "the paper's mask-conditioned bias (when num_masks > 1)")
     mask_seed: int = opt(0, "seeds the orderings and connectivities of the masks")
-    likelihood: LikelihoodName = opt(
-        "auto",
-        "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
-        "logistic-mixture",
-    )
-    mixtures: int = opt(5, "components of the logistic mixture likelihood")
+    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
+    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        self.shape = tuple(self.shape)
-        if self.levels < 2:
-            raise ConfigError(f"levels must be >= 2, got {self.levels}")
+        check_discrete_config(self)
         if self.hidden < 1 or self.layers < 1:
             raise ConfigError("need hidden >= 1 and layers >= 1")
         if not 0 <= self.dropout < 1:

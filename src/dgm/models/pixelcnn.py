@@ -25,26 +25,20 @@ from dgm import config as cfg_
 from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.distributions import make_likelihood
-from dgm.distributions.base import LikelihoodName
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError, DataError
-from dgm.models.base import Batch, GenerativeModel, unpack
+from dgm.models.base import Batch, GenerativeModel, check_discrete_config, unpack
 from dgm.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
 from dgm.registry import register
 
 InputEncoding = Literal["onehot", "scalar"]
-LIKELIHOOD_HELP = (
-    "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
-    "logistic-mixture"
-)
 
 
 def _check_common(c: Any) -> None:
     """Checks both configs share: image shape, levels, sizes."""
-    c.shape = tuple(c.shape)
+    check_discrete_config(c)
     if len(c.shape) != 3:
         raise ConfigError(f"{c.shape} is not an image shape (C, H, W)")
-    if c.levels < 2:
-        raise ConfigError(f"levels must be >= 2, got {c.levels}")
     if c.hidden < c.shape[0] or c.head < c.shape[0]:
         raise ConfigError(f"hidden and head need at least one channel per colour ({c.shape[0]})")
     for name in ("first_kernel", "kernel_size"):
@@ -71,7 +65,7 @@ class PixelCNNConfig:
         "as one channel per level",
     )
     likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, "components of the logistic mixture likelihood")
+    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -98,7 +92,7 @@ class GatedPixelCNNConfig:
         "as one channel per level",
     )
     likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, "components of the logistic mixture likelihood")
+    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
         _check_common(self)

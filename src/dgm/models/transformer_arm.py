@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from dgm.config import opt
 from dgm.distributions import make_likelihood
-from dgm.distributions.base import LikelihoodName
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel
+from dgm.models.base import GenerativeModel, check_discrete_config
 from dgm.nn.transformer import CausalTransformer, KVCache
 from dgm.registry import register
 
@@ -34,17 +34,11 @@ class TransformerARMConfig:
     heads: int = opt(4, "attention heads per block (dim must be a multiple)")
     mlp_ratio: float = opt(4.0, "hidden width of each block's MLP, as a multiple of dim")
     dropout: float = opt(0.1, "dropout on embeddings, attention weights and residual branches")
-    likelihood: LikelihoodName = opt(
-        "auto",
-        "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
-        "logistic-mixture",
-    )
-    mixtures: int = opt(5, "components of the logistic mixture likelihood")
+    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
+    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        self.shape = tuple(self.shape)
-        if self.levels < 2:
-            raise ConfigError(f"levels must be >= 2, got {self.levels}")
+        check_discrete_config(self)
         if self.dim < 1 or self.layers < 1 or self.heads < 1:
             raise ConfigError("need dim >= 1, layers >= 1 and heads >= 1")
         if self.dim % self.heads:

@@ -19,9 +19,9 @@ from torch import Tensor
 
 from dgm.config import opt
 from dgm.distributions import make_likelihood
-from dgm.distributions.base import LikelihoodName
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel
+from dgm.models.base import GenerativeModel, check_discrete_config
 from dgm.nn.wavenet import WaveNet as WaveNetStack
 from dgm.registry import register
 
@@ -39,17 +39,11 @@ class WaveNetConfig:
     input: Literal["onehot", "scalar"] = opt(
         "onehot", "values enter as one channel per level, or as one scaled value"
     )
-    likelihood: LikelihoodName = opt(
-        "auto",
-        "auto (bernoulli for binary data, else categorical) | categorical | bernoulli | "
-        "logistic-mixture",
-    )
-    mixtures: int = opt(5, "components of the logistic mixture likelihood")
+    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
+    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        self.shape = tuple(self.shape)
-        if self.levels < 2:
-            raise ConfigError(f"levels must be >= 2, got {self.levels}")
+        check_discrete_config(self)
         if min(self.hidden, self.skip_channels, self.head_channels) < 1:
             raise ConfigError("hidden, skip_channels and head_channels must be >= 1")
         if self.kernel_size < 1 or self.max_dilation < 1 or self.stacks < 1:
