@@ -158,3 +158,13 @@ def test_plain_progress_lines_inside_long_epochs(tmp_path, digits, monkeypatch):
     batch_lines = [line for line in lines if "batch" in line]
     assert [line.split()[3] for line in batch_lines] == ["1/3", "2/3", "3/3"]
     assert all("loss" in line for line in batch_lines)
+
+
+def test_ema_copies_integer_buffers_and_averages_floats():
+    from dgm.training.module import ema_update
+
+    avg = [torch.zeros(3), torch.arange(4096)]
+    cur = [torch.ones(3), torch.arange(4096).flip(0)]
+    ema_update(0.9)(avg, cur, torch.tensor(1))
+    torch.testing.assert_close(avg[0], torch.full((3,), 0.1))
+    assert torch.equal(avg[1], cur[1])  # a lerp would have truncated these

@@ -4,6 +4,7 @@ from dgm.distributions.base import LIKELIHOODS, Likelihood, full_precision, make
 from dgm.distributions.bernoulli import Bernoulli
 from dgm.distributions.categorical import Categorical
 from dgm.distributions.logistic import DiscretizedLogisticMixture
+from dgm.distributions.normal import StandardNormal
 
 __all__ = [
     "LIKELIHOODS",
@@ -11,6 +12,7 @@ __all__ = [
     "Categorical",
     "DiscretizedLogisticMixture",
     "Likelihood",
+    "StandardNormal",
     "full_precision",
     "make_likelihood",
 ]

@@ -94,6 +94,10 @@ class GenerativeModel(nn.Module):
         """log p(x) in nats, one value per example: ``[B, *event_shape] -> [B]``."""
         raise NotImplementedError
 
+    def likelihood_note(self, num_samples: int = 1) -> str:
+        """What ``log_prob`` reports, for eval output: exact, or which bound/estimate."""
+        return "exact log-likelihood"
+
     def sample(self, n: int, **kwargs: Any) -> Tensor:
         """``n`` samples ``[n, *event_shape]`` in the data's own space and scale."""
         raise NotImplementedError

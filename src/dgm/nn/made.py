@@ -13,6 +13,13 @@ One network carries ``num_masks`` orderings and connectivities (order- and conne
 agnostic training in the paper). Their degrees are drawn from a seeded generator and
 kept as buffers, so a saved model restores them exactly; the dense masks are rebuilt from the
 degrees on every call (a few comparisons, cheap next to the matmuls).
+
+A *conditional* MADE (``context_dim > 0``, as in conditional MAF and IAF posteriors) adds a
+context ``[B, C]`` to every hidden pre-activation through a plain, unmasked linear map: the
+context is visible to every conditional. Its hidden degrees are drawn from [0, D - 1]
+instead, and unit 0 of every layer gets degree 0: such units see the context only and feed
+every output, so even the first dimension of the order (which sees no input) gets a
+nonlinear function of the context rather than a constant.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from torch import Tensor, nn
 from dgm.nn.causal import activation
 
 Order = Literal["natural", "random"]
+# the orderings a MADENet can draw; "reverse" (D..1) is for stacks of autoregressive flows
+MaskOrder = Literal["natural", "reverse", "random"]
 
 
 class MaskedLinear(nn.Linear):
@@ -57,25 +66,37 @@ class MaskedLinear(nn.Linear):
 
 
 def made_degrees(
-    dim: int, hidden_sizes: Sequence[int], num_masks: int, order: Order, seed: int
+    dim: int,
+    hidden_sizes: Sequence[int],
+    num_masks: int,
+    order: MaskOrder,
+    seed: int,
+    context: bool = False,
 ) -> tuple[Tensor, list[Tensor]]:
     """Draw ``num_masks`` orderings and connectivities from a generator seeded with ``seed``.
 
     Returns ``orders [M, D]`` (the degree 1..D of every input dimension) and, per hidden layer,
-    ``degrees [M, H_l]`` (each in [min degree below, D - 1]; 1 when D = 1).
+    ``degrees [M, H_l]`` (each in [min degree below, D - 1]; 1 when D = 1). With ``context``
+    the degrees start at 0 (units that see the context only) and unit 0 of every layer has
+    degree 0, so that a context-only path to every output always exists.
     """
     gen = torch.Generator().manual_seed(seed)
     orders: list[Tensor] = []
     hidden: list[list[Tensor]] = [[] for _ in hidden_sizes]
-    top = max(dim - 1, 1)  # a hidden unit of degree D would feed no output
+    bottom = 0 if context else 1
+    top = max(dim - 1, bottom)  # a hidden unit of degree D would feed no output
     for _ in range(num_masks):
         if order == "natural":
             orders.append(torch.arange(1, dim + 1))
+        elif order == "reverse":
+            orders.append(torch.arange(dim, 0, -1))
         else:
             orders.append(torch.randperm(dim, generator=gen) + 1)
-        low = 1  # the smallest input degree
+        low = bottom  # the smallest degree below the first hidden layer
         for layer, size in enumerate(hidden_sizes):
             deg = torch.randint(min(low, top), top + 1, (size,), generator=gen)
+            if context:
+                deg[0] = 0
             hidden[layer].append(deg)
             low = int(deg.min())
     return torch.stack(orders), [torch.stack(h) for h in hidden]
@@ -86,7 +107,8 @@ class MADENet(nn.Module):
 
     Input unit ``d * C_in + c`` belongs to dimension ``d`` (so a one-hot ``[B, D, C_in]``
     flattens straight in); output unit ``p * D + d`` is parameter ``p`` of dimension ``d`` (so
-    the output views as ``[B, P, D]``).
+    the output views as ``[B, P, D]``). With ``context_dim > 0`` the forward takes a context
+    ``[B, context_dim]`` that enters every hidden layer unmasked (see the module docstring).
     """
 
     def __init__(
@@ -96,19 +118,23 @@ class MADENet(nn.Module):
         out_per_dim: int,
         hidden_sizes: Sequence[int],
         num_masks: int = 1,
-        order: Order = "natural",
+        order: MaskOrder = "natural",
         seed: int = 0,
         act: str = "relu",
         dropout: float = 0.0,
         direct: bool = False,
         mask_bias: bool = False,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         if not hidden_sizes:
             raise ValueError("MADE needs at least one hidden layer")
         self.dim, self.in_per_dim, self.out_per_dim = dim, in_per_dim, out_per_dim
         self.num_masks = num_masks
-        orders, degrees = made_degrees(dim, hidden_sizes, num_masks, order, seed)
+        self.context_dim = context_dim
+        orders, degrees = made_degrees(
+            dim, hidden_sizes, num_masks, order, seed, context=context_dim > 0
+        )
         # float buffers: they follow .to(device), and stay exact under the trainer's weight
         # averaging (a lerp between equal values; integer buffers would be truncated there)
         self.register_buffer("orders", orders.float())  # [M, D]
@@ -122,6 +148,12 @@ class MADENet(nn.Module):
         self.last = MaskedLinear(sizes[-1], dim * out_per_dim)
         self.direct = (
             MaskedLinear(dim * in_per_dim, dim * out_per_dim, bias=False) if direct else None
+        )
+        # no bias: the masked layers have theirs; absent (no state-dict keys) without a context
+        self.context = (
+            nn.ModuleList(nn.Linear(context_dim, size, bias=False) for size in hidden_sizes)
+            if context_dim > 0
+            else None
         )
         self.act = activation(act)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -151,11 +183,21 @@ class MADENet(nn.Module):
         direct = deg_out[:, None] > deg_in[None, :]
         return hidden, out, direct
 
-    def forward(self, x: Tensor, m: int = 0) -> Tensor:  # [B, D * C_in] -> [B, P * D]
+    def forward(
+        self, x: Tensor, m: int = 0, context: Tensor | None = None
+    ) -> Tensor:  # [B, D * C_in] (, [B, context_dim]) -> [B, P * D]
+        if (context is None) != (self.context is None):
+            raise ValueError(
+                f"this MADENet has context_dim={self.context_dim}: "
+                + ("pass a context" if context is None else "it takes no context")
+            )
         hidden_masks, out_mask, direct_mask = self.masks(m)
         h = x
-        for layer, mask in zip(self.hidden, hidden_masks):
-            h = self.drop(self.act(layer(h, mask)))
+        for i, (layer, mask) in enumerate(zip(self.hidden, hidden_masks)):
+            pre = layer(h, mask)
+            if self.context is not None:
+                pre = pre + self.context[i](context.to(pre.dtype))  # [B, H_l]
+            h = self.drop(self.act(pre))
         out = self.last(h, out_mask)
         if self.direct is not None:
             out = out + self.direct(x, direct_mask)

@@ -31,7 +31,7 @@ from dgm.errors import CheckpointError, ConfigError
 from dgm.evaluation.likelihood import evaluate_nll
 from dgm.io import CONFIG, WEIGHTS, atomic_write, read_config, write_json
 from dgm.models.base import GenerativeModel
-from dgm.plotting import save_curves, save_samples
+from dgm.plotting import save_curves, save_density, save_samples
 from dgm.training.callbacks import (
     LAST,
     BestModel,
@@ -205,13 +205,16 @@ def finish(
     records = read_metrics(run)
     save_curves(records, run / "loss.png", title=f"{model.name} on {dataset.spec.name}")
     t0 = time.perf_counter()
-    save_samples(
-        model.sample(cfg.num_samples),
-        dataset.spec,
-        run / "samples.png",
-        title=f"{model.name} samples",
-    )
+    samples = model.sample(cfg.num_samples)
     sample_s = time.perf_counter() - t0
+    save_samples(samples, dataset.spec, run / "samples.png", title=f"{model.name} samples")
+    if dataset.spec.shape == (2,) and dataset.spec.levels is None and model.exact_likelihood:
+        # a 2-D density can be looked at directly, next to the data and the samples
+        more = model.sample(2000) if cfg.num_samples < 2000 else samples
+        save_density(
+            model.log_prob, dataset.test.x[:5000], more, run / "density.png",
+            title=f"{model.name} on {dataset.spec.name}",
+        )  # fmt: skip
     scored = [r for r in records if r.get("val_nll") is not None]
     best = min(scored, key=lambda r: r["val_nll"]) if scored else {}
     results: dict[str, Any] = {

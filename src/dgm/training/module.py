@@ -4,14 +4,33 @@ through its ``metrics``; it knows nothing of any family's maths."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
+from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dgm.models.base import Batch, GenerativeModel
 from dgm.training.config import TrainConfig
+
+
+def ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """The EMA step for AveragedModel: floating tensors move towards the model's, others
+    (integer buffers such as counters or permutations) are copied; a lerp would truncate them."""
+    lerp = get_ema_multi_avg_fn(decay)
+
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        pairs = list(zip(averaged, current))
+        floats = [(a, c) for a, c in pairs if a.is_floating_point()]
+        if floats:
+            lerp([a for a, _ in floats], [c for _, c in floats], num_averaged)
+        for a, c in pairs:
+            if not a.is_floating_point():
+                a.copy_(c)
+
+    return update
 
 
 class TrainingError(RuntimeError):
@@ -26,7 +45,7 @@ class LitModel(L.LightningModule):
         # an exponential moving average of the weights often generalises better; it is what
         # validation scores and what the run folder keeps
         self.ema = (
-            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+            AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True)
             if cfg.ema > 0
             else None
         )
