@@ -158,8 +158,10 @@ def test_flow_composition_on_its_own():
 
 def test_transforms_spec_is_parsed_and_checked():
     assert parse_transforms("maf*2, reverse") == ["maf", "maf", "reverse"]
-    with pytest.raises(ConfigError, match="unknown transform 'sylvester'"):
-        parse_transforms("sylvester")
+    with pytest.raises(ConfigError, match="unknown transform 'sylvan'"):
+        parse_transforms("sylvan")
+    with pytest.raises(ConfigError, match="no inverse"):
+        parse_transforms("sylvester-orthogonal*2")
     with pytest.raises(ConfigError, match="NAME or NAME\\*N"):
         parse_transforms("maf**2")
     with pytest.raises(ConfigError, match="transforms"):

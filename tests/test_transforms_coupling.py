@@ -63,6 +63,16 @@ CASES = [
     _coupling_case("spline-half-context", (4,), "half", kind="spline", context=2, bins=3),
     _coupling_case("affine-checkerboard", (1, 4, 4), "checkerboard"),
     _coupling_case("affine-checkerboard-flip", (2, 4, 4), "checkerboard", flip=True),
+    _coupling_case("affine-checkerboard-packed", (1, 3, 4), "checkerboard", packed=True),
+    _coupling_case(
+        "spline-checkerboard-packed-flip",
+        (2, 4, 6),
+        "checkerboard",
+        True,
+        "spline",
+        packed=True,
+        bins=3,
+    ),
     _coupling_case("affine-channel", (3, 2, 4), "channel"),
     _coupling_case("additive-channel-flip", (3, 2, 4), "channel", True, "additive"),
     _coupling_case("spline-channel", (2, 2, 2), "channel", kind="spline", bins=3),
@@ -85,8 +95,13 @@ def test_masks_alternate_and_cover():
 
 def test_kept_part_passes_unchanged():
     torch.manual_seed(0)
-    for mask, shape in (("half", (6,)), ("checkerboard", (1, 4, 4)), ("channel", (4, 2, 2))):
-        t = _perturbed(Coupling(shape, mask, hidden=8))()
+    for mask, shape, packed in (
+        ("half", (6,), False),
+        ("checkerboard", (1, 4, 4), False),
+        ("checkerboard", (2, 3, 4), True),
+        ("channel", (4, 2, 2), False),
+    ):
+        t = _perturbed(Coupling(shape, mask, hidden=8, packed=packed))()
         x = torch.randn(3, *shape, dtype=torch.float64)
         y, _ = t.call_and_ladj(x)
         keep = t.mask
@@ -101,6 +116,8 @@ def test_bad_masks_are_refused():
         Coupling((1, 4, 4), "channel")
     with pytest.raises(ValueError, match="even"):
         MultiScale((1, 3, 4))
+    with pytest.raises(ValueError, match="packing needs"):
+        Coupling((1, 4, 3), "checkerboard", packed=True)
 
 
 def test_gradients_reach_every_coupling_parameter():

@@ -31,7 +31,7 @@ from dgm.errors import ConfigError
 from dgm.models.base import GenerativeModel
 from dgm.nn.causal import Activation
 from dgm.registry import register
-from dgm.transforms import FlowLayer, FlowSequence, Inverted, sum_except_batch
+from dgm.transforms import FlowLayer, FlowSequence, Inverted
 from dgm.transforms.autoregressive import MaskedAutoregressive
 from dgm.transforms.coupling import Coupling
 from dgm.transforms.dequantization import (
@@ -39,7 +39,12 @@ from dgm.transforms.dequantization import (
     VariationalDequantizer,
     dequantize_bound_offset,
 )
-from dgm.transforms.elementwise import ElementwiseAffine, Permutation, random_permutation
+from dgm.transforms.elementwise import (
+    ElementwiseAffine,
+    LogitTransform,
+    Permutation,
+    random_permutation,
+)
 from dgm.transforms.glow import ActNorm, InvertibleConv1x1
 from dgm.transforms.householder import Householder
 from dgm.transforms.multiscale import MultiScale
@@ -114,6 +119,7 @@ class FlowModel(GenerativeModel):
         transform = self.build(c, self.in_shape)
         latent = tuple(transform().forward_shape((1, *self.in_shape))[1:])
         self.flow = Flow(transform, StandardNormal(latent))
+        self._logit = LogitTransform(c.alpha, event_dim=len(self.in_shape))
         self.dequantizer: nn.Module | None = None
         if c.levels is not None:
             self.dequantizer = (
@@ -152,19 +158,12 @@ class FlowModel(GenerativeModel):
         """``v`` in [0, 1) -> the flow's input, with log|dy/dv| per example."""
         if self.config.preprocess == "center":
             return v - 0.5, v.new_zeros(v.shape[0])
-        a = self.config.alpha
-        p = a + (1 - 2 * a) * v
-        y = torch.log(p) - torch.log1p(-p)
-        ladj = math.log(1 - 2 * a) - torch.log(p) - torch.log1p(-p)
-        return y, sum_except_batch(ladj)
+        return self._logit.call_and_ladj(v)
 
     def _postprocess(self, y: Tensor) -> Tensor:
         """The flow's output -> levels: the inverse of ``_preprocess``, then ``floor(L v)``."""
         c = self.config
-        if c.preprocess == "center":
-            v = y + 0.5
-        else:
-            v = (torch.sigmoid(y) - c.alpha) / (1 - 2 * c.alpha)
+        v = y + 0.5 if c.preprocess == "center" else self._logit.inverse_and_ladj(y)[0]
         return torch.floor(v * c.levels).clamp(0, c.levels - 1)
 
     def _bound(self, x: Tensor) -> Tensor:
@@ -252,6 +251,11 @@ class RealNVPConfig(FlowConfig):
     blocks: int = opt(2, "conv: residual blocks per coupling network")
     scales: int = opt(2, "conv: scales of the multi-scale architecture (as the size allows)")
     mixing: Literal["alternate", "random", "lu"] = opt("alternate", MIXING_HELP)
+    checkerboard: Literal["masked", "packed"] = opt(
+        "masked",
+        "conv: nets see the masked full image (RealNVP) or each row's kept pixels packed into "
+        "a half-width image (half the work)",
+    )
     actnorm: bool = opt(True, "an actnorm after every coupling (in place of batch norm)")
     activation: Activation = opt("relu", "leaky_relu | relu | gelu | elu | tanh")
     dropout: float = opt(0.0, "dropout inside the coupling networks")
@@ -285,9 +289,10 @@ class RealNVP(FlowModel):
         return self._scale(c, shape, 0)
 
     def _coupling(self, c: RealNVPConfig, shape: tuple, mask: str, i: int) -> list[FlowLayer]:
+        packed = mask == "checkerboard" and c.checkerboard == "packed" and shape[-1] % 2 == 0
         layer = Coupling(
             shape, mask, i % 2 == 1, "affine", c.hidden, 0, c.blocks, 0, 8, 3.0, c.activation,
-            c.dropout,
+            c.dropout, packed,
         )  # fmt: skip
         return [layer, ActNorm(shape[0], event_dim=3)] if c.actnorm else [layer]
 
@@ -514,6 +519,11 @@ def parse_transforms(spec: str) -> list[str]:
         if not m:
             raise ConfigError(f"transforms: cannot read {item.strip()!r}; write NAME or NAME*N")
         name, count = m.group(1), int(m.group(2) or 1)
+        if name.startswith("sylvester"):
+            raise ConfigError(
+                f"transforms: {name} has no inverse, so a flow of it could not sample; Sylvester "
+                "flows serve as VAE posteriors (dgm.transforms.SylvesterOrthogonal and kin)"
+            )
         if name not in TRANSFORMS:
             known = ", ".join(sorted(TRANSFORMS))
             raise ConfigError(f"transforms: unknown transform {name!r}; known: {known}")

@@ -9,6 +9,9 @@ Masks: ``half`` (vectors: first/second half of the features) and ``channel`` (im
 second half of the channels) split the tensor and run the conditioner on the kept part only;
 ``parity`` (vectors: even/odd features) and ``checkerboard`` (images: (i + j) even/odd) multiply
 by a binary mask. ``flip`` swaps which part is kept, so consecutive layers alternate.
+A *packed* checkerboard (``packed=True``, as normflows and several RealNVP ports do) gathers each
+row's kept pixels into a ``[B, C, H, W/2]`` image and runs the conditioner on that: the same
+partition, half the convolution work, but the network sees a half-width image.
 """
 
 from __future__ import annotations
@@ -89,10 +92,28 @@ class CouplingTransform(Bijection):
         keep_last: bool = False,
         bins: int = 8,
         bound: float = 3.0,
+        packed: bool = False,
     ) -> None:
         super().__init__(event_dim=mask.dim())
         self.conditioner, self.mask, self.kind = conditioner, mask, kind
         self.split, self.keep_last, self.bins, self.bound = split, keep_last, bins, bound
+        self.packed = packed
+
+    def _unpack(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Checkerboard halves of ``[B, C, H, W]`` as two ``[B, C, H, W/2]`` images."""
+        b, c, h, w = x.shape
+        pairs = x.reshape(b, c, h, w // 2, 2)  # each row's pixels in (even, odd) column pairs
+        first = self.mask[0, :, 0].to(x.device)[:, None]  # [H, 1]: row i keeps column 0 of pairs
+        kept = torch.where(first, pairs[..., 0], pairs[..., 1])
+        other = torch.where(first, pairs[..., 1], pairs[..., 0])
+        return kept, other
+
+    def _pack(self, kept: Tensor, other: Tensor) -> Tensor:
+        first = self.mask[0, :, 0].to(kept.device)[:, None]
+        pairs = torch.stack(
+            [torch.where(first, kept, other), torch.where(first, other, kept)], dim=-1
+        )
+        return pairs.flatten(-2)
 
     def _parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
         k = self.split
@@ -104,6 +125,12 @@ class CouplingTransform(Bijection):
         return torch.cat([other, kept] if self.keep_last else [kept, other], dim=1)
 
     def _apply(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        if self.packed:
+            kept, other = self._unpack(x)
+            out, ladj = elementwise(
+                self.kind, other, self.conditioner(kept), inverse, self.bins, self.bound
+            )
+            return self._pack(kept, out), sum_except_batch(ladj)
         if self.split is not None:
             kept, other = self._parts(x)
             out, ladj = elementwise(
@@ -146,6 +173,7 @@ class Coupling(FlowLayer):
         bound: float = 3.0,
         act: str = "relu",
         dropout: float = 0.0,
+        packed: bool = False,
     ) -> None:
         super().__init__()
         shape = tuple(shape)
@@ -153,6 +181,8 @@ class Coupling(FlowLayer):
         mask = mask or ("channel" if image else "half")
         if image != (mask in ("channel", "checkerboard")):
             raise ValueError(f"mask {mask!r} does not fit event shape {shape}")
+        if packed and (mask != "checkerboard" or shape[-1] % 2):
+            raise ValueError(f"packing needs a checkerboard mask and an even width, got {shape}")
         if mask in ("half", "channel") and shape[0] < 2:
             raise ValueError(f"a {mask} mask needs >= 2 features/channels, got shape {shape}")
         self.shape, self.kind, self.bins, self.bound = shape, kind, bins, bound
@@ -168,7 +198,9 @@ class Coupling(FlowLayer):
             n_in, n_out = self.split, shape[0] - self.split
         else:
             n_in = n_out = shape[0]
-        self.out_shape = (n_params, n_out, *shape[1:])  # [P, part...]
+        self.packed = packed
+        part = (shape[1], shape[2] // 2) if packed else shape[1:]
+        self.out_shape = (n_params, n_out, *part)  # [P, part...]
         if image:
             self.net: nn.Module = ConvConditioner(
                 n_in, n_params * n_out, hidden, blocks, context_dim, act, dropout
@@ -178,8 +210,15 @@ class Coupling(FlowLayer):
 
     def forward(self, context: Tensor | None = None) -> CouplingTransform:
         def conditioner(kept: Tensor) -> Tensor:
-            return self.net(kept, context).view(kept.shape[0], *self.out_shape)
+            return self.net(kept, context).reshape(kept.shape[0], *self.out_shape)
 
         return CouplingTransform(
-            conditioner, self.mask, self.kind, self.split, self.keep_last, self.bins, self.bound
+            conditioner,
+            self.mask,
+            self.kind,
+            self.split,
+            self.keep_last,
+            self.bins,
+            self.bound,
+            self.packed,
         )

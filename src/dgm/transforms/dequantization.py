@@ -18,13 +18,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.distributions.normal import StandardNormal
 from dgm.nn.causal import activation
-from dgm.transforms.base import FlowSequence, sum_except_batch
+from dgm.transforms.base import FlowSequence
 from dgm.transforms.coupling import Coupling
+from dgm.transforms.elementwise import SigmoidTransform
 
 
 class UniformDequantizer(nn.Module):
@@ -68,14 +68,13 @@ class VariationalDequantizer(nn.Module):
             for i in range(layers)
         )
         self.noise = StandardNormal(shape)
+        self.squash = SigmoidTransform(event_dim=len(shape))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.embed(x * (2.0 / (self.levels - 1)) - 1.0)  # levels -> [-1, 1]
         eps = torch.randn_like(x)
         v, ladj = self.flow(h).call_and_ladj(eps)
-        u = torch.sigmoid(v)
-        # log|d sigmoid(v)/dv| = log sigmoid(v) + log sigmoid(-v), stable for large |v|
-        ladj_sigmoid = sum_except_batch(F.logsigmoid(v) + F.logsigmoid(-v))
+        u, ladj_sigmoid = self.squash.call_and_ladj(v)
         return u, self.noise.log_prob(eps) - ladj - ladj_sigmoid
 
 
