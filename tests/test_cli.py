@@ -394,3 +394,11 @@ def test_sample_with_a_label_for_conditional_models(tmp_path, run_cli, trained_r
     assert "labels" in _one_line_error(code, err)
     code, _, err = run_cli("sample", trained_run, "--label", "1", "--out", tmp_path / "u.npy")
     assert "--label" in _one_line_error(code, err)
+
+
+def test_reconstruct_needs_an_encoder(trained_run, run_cli, tmp_path):
+    code, _, err = run_cli("reconstruct", trained_run, "--out", tmp_path / "r.png")
+    assert code == 2 and "no encoder" in _one_line_error(code, err)
+    assert not (tmp_path / "r.png").exists()
+    code, _, err = run_cli("reconstruct", trained_run, "--out", tmp_path / "r.jpg")
+    assert code == 2 and ".png" in err

@@ -39,13 +39,15 @@ def _to_images(x: Tensor, spec: DataSpec) -> np.ndarray | None:
     return imgs.permute(0, 2, 3, 1).numpy()
 
 
-def grid_image(x: Tensor, spec: DataSpec, min_cell: int = 48) -> Image.Image | None:
+def grid_image(
+    x: Tensor, spec: DataSpec, min_cell: int = 48, cols: int | None = None
+) -> Image.Image | None:
     """Tile images into one grid picture, upscaled so small images stay visible."""
     imgs = _to_images(x, spec)
     if imgs is None:
         return None
     n, h, w, c = imgs.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     pad = 1
     canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.float32)
@@ -80,6 +82,17 @@ def save_samples(x: Tensor, spec: DataSpec, path: str | Path, title: str = "") -
     ax.set_title(title)
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", bbox_inches="tight")
+
+
+def save_reconstructions(x: Tensor, recon: Tensor, spec: DataSpec, path: str | Path) -> None:
+    """Inputs and their reconstructions: rows of inputs, each followed by its reconstructions."""
+    cols = min(len(x), 8)
+    rows = [t for i in range(0, len(x), cols) for t in (x[i : i + cols], recon[i : i + cols])]
+    img = grid_image(torch.cat(rows), spec, cols=cols)
+    if img is None:
+        raise ValueError(f"reconstructions need image-like data, got shape {spec.shape}")
+    with atomic_write(path, "wb") as f:
+        img.save(f, format="PNG")
 
 
 def save_curves(records: Sequence[dict], path: str | Path, title: str = "") -> None:

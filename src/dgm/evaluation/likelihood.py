@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,17 +18,39 @@ def bits_per_dim(nats: float, dim: int) -> float:
 
 
 @torch.no_grad()
+def per_example(
+    score: Callable[..., Tensor],
+    model: GenerativeModel,
+    x: Tensor,
+    batch_size: int = 500,
+    **kwargs: Any,
+) -> Tensor:
+    """``score(batch, **kwargs)`` (``[b, *shape] -> [b]``) for every example, batch by batch,
+    as float64 on the CPU; the model in eval mode."""
+    model.eval()
+    device = model.device
+    out = [
+        score(x[i : i + batch_size].to(device), **kwargs).double().cpu()
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
 def per_example_nll(
     model: GenerativeModel, x: Tensor, batch_size: int = 500, **kwargs: Any
 ) -> Tensor:
     """-log p(x) in nats for every example of ``x`` (``[N, *shape] -> [N]``), batch by batch."""
-    model.eval()
-    device = model.device
-    out = [
-        -model.log_prob(x[i : i + batch_size].to(device), **kwargs).double().cpu()
-        for i in range(0, x.shape[0], batch_size)
-    ]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+    return -per_example(model.log_prob, model, x, batch_size, **kwargs)
+
+
+def evaluate_elbo(model: GenerativeModel, x: Tensor, batch_size: int = 500) -> dict[str, float]:
+    """For latent-variable models: the mean negative ELBO in nats and its standard error."""
+    neg = -per_example(model.elbo, model, x, batch_size)  # type: ignore[attr-defined]
+    n = neg.numel()
+    return {
+        "elbo_nats": float(neg.mean()) if n else math.nan,
+        "elbo_sem": float(neg.std() / math.sqrt(n)) if n > 1 else math.nan,
+    }
 
 
 def summarize_nll(nll: Tensor, dim: int) -> dict[str, float | int]:

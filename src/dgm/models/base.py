@@ -43,6 +43,8 @@ class GenerativeModel(nn.Module):
     DATA_FIELDS: ClassVar[tuple[str, ...]] = ("shape", "levels")
     # False for latent-variable models, whose log_prob(x, num_samples=K) is an estimate
     exact_likelihood: ClassVar[bool] = True
+    # importance samples `dgm eval` uses when log_prob is an estimate (exact_likelihood False)
+    default_eval_samples: ClassVar[int] = 1
     # True for models of discrete levels (autoregressive models with categorical outputs...)
     discrete_only: ClassVar[bool] = False
 

@@ -1,0 +1,182 @@
+"""Priors p(z) of a VAE: modules with ``log_prob(z [B, K]) -> [B]`` and ``sample(n) -> [n, K]``.
+
+- :class:`StandardPrior`: N(0, I) (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
+- :class:`MixturePrior`: a learnable mixture of C diagonal Gaussians over the whole latent
+  vector (the components mix jointly, not per dimension).
+- :class:`VampPrior`: the "variational mixture of posteriors" of Tomczak & Welling (2018),
+  "VAE with a VampPrior": p(z) = 1/C sum_c q(z|u_c) with learnable pseudo-inputs u_c that go
+  through the encoder. For a flow posterior, the mixture is of its Gaussian part q_0(z|u_c)
+  only (scoring z_T under the flow would need the flow's inverse, which planar, Sylvester and
+  IAF steps lack); it is still a proper density, only a less flexible one.
+- :class:`FlowPrior`: a masked autoregressive flow (Papamakarios et al. 2017, "Masked
+  Autoregressive Flow for Density Estimation") over a standard normal, as in the learned
+  priors of Chen et al. (2017), "Variational Lossy Autoencoder": a normalised density whose
+  log-det is one number per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dgm.distributions.normal import StandardNormal
+from dgm.models.flows import Flow
+from dgm.models.posteriors import HALF_LOG_2PI
+from dgm.transforms import FlowSequence, MaskedAutoregressive
+
+PriorName = Literal["standard", "mog", "vampprior", "flow"]
+PRIORS: tuple[str, ...] = PriorName.__args__  # type: ignore[attr-defined]
+
+# elements of the [rows, C, K] block a mixture density materialises at once (no-grad passes
+# over many importance samples stay within ~32 MiB of float64 per block)
+MIXTURE_BLOCK = 1 << 22
+
+
+def mixture_log_prob(z: Tensor, log_w: Tensor, mu: Tensor, log_std: Tensor) -> Tensor:
+    """log sum_c w_c N(z; mu_c, diag sigma_c^2): ``z [B, K]``, ``log_w [C]`` (normalised),
+    ``mu, log_std [C, K]`` -> ``[B]``. Computed in row blocks so ``[B, C, K]`` never exists at
+    once; the differences ``z - mu_c`` are formed directly (no expanded square to cancel)."""
+    c, k = mu.shape
+    inv_std = torch.exp(-log_std)  # [C, K]
+    const = log_w - log_std.sum(-1) - k * HALF_LOG_2PI  # [C]
+    rows = max(1, MIXTURE_BLOCK // max(1, c * k))
+    out = []
+    for start in range(0, z.shape[0], rows):
+        u = (z[start : start + rows, None, :] - mu) * inv_std  # [b, C, K]
+        out.append(torch.logsumexp(const - 0.5 * (u * u).sum(-1), dim=-1))  # [b]
+    return torch.cat(out) if out else z.new_zeros(0)
+
+
+class StandardPrior(nn.Module):
+    """p(z) = N(0, I)."""
+
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        self.latent = latent
+        self.base = StandardNormal((latent,))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.base.log_prob(z)
+
+    def sample(self, n: int) -> Tensor:
+        return self.base.sample(n)
+
+
+class MixturePrior(nn.Module):
+    """p(z) = sum_c pi_c N(z; mu_c, diag sigma_c^2), everything learnable (``pi`` by softmax).
+
+    The means start as N(0, I) draws and the scales at 1, so the prior starts as a spread-out
+    blob about the size of N(0, I).
+    """
+
+    def __init__(self, latent: int, components: int) -> None:
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"components must be >= 1, got {components}")
+        self.latent = latent
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.means = nn.Parameter(torch.randn(components, latent))
+        self.log_stds = nn.Parameter(torch.zeros(components, latent))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        log_w = torch.log_softmax(self.logits, -1)
+        return mixture_log_prob(z, log_w.to(z.dtype), self.means, self.log_stds)
+
+    def sample(self, n: int) -> Tensor:
+        which = torch.multinomial(torch.softmax(self.logits, -1), n, replacement=True)  # [n]
+        eps = torch.randn(n, self.latent, device=self.means.device, dtype=self.means.dtype)
+        return self.means[which] + torch.exp(self.log_stds[which]) * eps
+
+
+# (pseudo-inputs [C, *event]) -> (mu [C, K], log_std [C, K]): encoder, then q_0's parameters
+GaussianEncoder = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+class VampPrior(nn.Module):
+    """p(z) = 1/C sum_c q_0(z | u_c) with learnable pseudo-inputs ``u [C, *shape]``.
+
+    ``q0`` maps pseudo-inputs to the posterior Gaussian's parameters (the VAE's encoder and
+    posterior). It is held as a plain callable, not as submodules, so the encoder's weights
+    are not stored twice. The pseudo-inputs live in the encoder's input space; ``bounded``
+    passes them through ``hardtanh`` to ``[-1, 1]``, the range discrete data is scaled to (the
+    paper's hardtanh onto pixel intensities). They start as in the paper's code, N(0.05, 0.01)
+    in ``[0, 1]`` units: ``-0.9 + 0.02 eps`` when bounded, ``0.02 eps`` otherwise.
+    """
+
+    def __init__(
+        self, shape: Sequence[int], components: int, q0: GaussianEncoder, bounded: bool = True
+    ) -> None:
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"components must be >= 1, got {components}")
+        self.components, self.bounded = components, bounded
+        self.q0 = q0
+        start = -0.9 if bounded else 0.0
+        self.pseudo = nn.Parameter(start + 0.02 * torch.randn(components, *shape))
+
+    def pseudo_inputs(self) -> Tensor:
+        """``[C, *shape]`` in the encoder's input space."""
+        return F.hardtanh(self.pseudo) if self.bounded else self.pseudo
+
+    def components_params(self) -> tuple[Tensor, Tensor]:
+        """``(mu, log_std)`` ``[C, K]`` of the mixture's components."""
+        return self.q0(self.pseudo_inputs())
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        mu, log_std = self.components_params()
+        log_w = z.new_full((self.components,), -math.log(self.components))
+        return mixture_log_prob(z, log_w, mu.to(z.dtype), log_std.to(z.dtype))
+
+    def sample(self, n: int) -> Tensor:
+        """A pseudo-input uniformly at random, then a draw of its posterior Gaussian."""
+        mu, log_std = self.components_params()
+        which = torch.randint(self.components, (n,), device=mu.device)
+        return mu[which] + torch.exp(log_std[which]) * torch.randn_like(mu[which])
+
+
+class FlowPrior(nn.Module):
+    """p(z) = N(f(z); 0, I) |det df/dz| with f ``layers`` MAF steps (alternating orderings):
+    density one network pass per step, sampling K passes per step."""
+
+    def __init__(
+        self, latent: int, layers: int, hidden: int = 64, activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"a flow prior needs layers >= 1, got {layers}")
+        self.latent = latent
+        steps = [
+            MaskedAutoregressive(
+                latent,
+                (hidden, hidden),
+                order="reverse" if i % 2 else "natural",
+                activation=activation,
+            )
+            for i in range(layers)
+        ]
+        self.flow = Flow(FlowSequence(steps), StandardNormal((latent,)))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.flow.log_prob(z)
+
+    def sample(self, n: int) -> Tensor:
+        return self.flow.sample(n)
+
+
+Prior = StandardPrior | MixturePrior | VampPrior | FlowPrior
+
+__all__ = [
+    "PRIORS",
+    "FlowPrior",
+    "MixturePrior",
+    "Prior",
+    "PriorName",
+    "StandardPrior",
+    "VampPrior",
+    "mixture_log_prob",
+]
