@@ -176,6 +176,8 @@ def test_continuous_data_vae():
     assert torch.isfinite(model.loss(x)) and model.log_prob(x, 5).shape == (6,)
     s = model.sample(4)
     assert s.shape == (4, 2) and not torch.equal(s, s.round())
+    named = make(shape=(2,), levels=None, latent=2, likelihood="gaussian")
+    assert isinstance(named.likelihood, Gaussian) and named.likelihood.params_per_dim == 2
     fixed = make(shape=(2,), levels=None, latent=2, gaussian_scale=0.1)
     assert fixed.likelihood.params_per_dim == 1 and torch.isfinite(fixed.log_prob(x)).all()
 
@@ -199,7 +201,7 @@ def test_iwae_tightens_with_k_and_bounds_the_elbo():
     assert torch.allclose(a, model.elbo(x, num_samples=1))
 
 
-def test_chunking_gives_the_same_numbers():
+def test_chunking_gives_the_same_numbers(monkeypatch):
     model = make(prior="vampprior", posterior="iaf", backbone="mlp").double().eval()
     x = digits_like(5)
     torch.manual_seed(0)
@@ -207,8 +209,11 @@ def test_chunking_gives_the_same_numbers():
     for chunk in (17, 2, 500):  # 3 samples per pass, 1 per pass (chunk < B), 100 per pass
         torch.manual_seed(0)
         torch.testing.assert_close(model.log_prob(x, 300, chunk=chunk), whole, rtol=0, atol=1e-10)
+    # a likelihood with many parameters per row caps the rows per pass: still the same numbers
+    monkeypatch.setattr("dgm.models.vae.PARAMS_PER_PASS", 17 * 64 * 7)  # 7 rows: 1 sample
     torch.manual_seed(0)
-    torch.testing.assert_close(model.draws(x, 300, chunk=17).recon.shape, (300, 5))
+    torch.testing.assert_close(model.log_prob(x, 300), whole, rtol=0, atol=1e-10)
+    assert model.draws(x, 30).recon.shape == (30, 5)
 
 
 # -- a linear-Gaussian VAE, whose log p(x) is known ---------------------------------------------
@@ -375,6 +380,16 @@ def test_vampprior_is_the_mean_of_the_posteriors_at_the_pseudo_inputs():
         per_component.append(q0.log_prob(z).sum(-1))
     by_hand = torch.stack(per_component).exp().mean(0).log()
     torch.testing.assert_close(model.prior.log_prob(z), by_hand)
+
+
+def test_vampprior_pseudo_inputs_start_from_data():
+    model = make(prior="vampprior", components=4)
+    x = digits_like(6)
+    model.init_pseudo_inputs(x)
+    scaled = x[:4] * (2 / 16) - 1  # the encoder's [-1, 1] scale
+    assert (model.prior.pseudo_inputs() - scaled).abs().max() < 0.1
+    with pytest.raises(ConfigError, match="vampprior"):
+        make().init_pseudo_inputs(x)
 
 
 def test_mixture_log_prob_blocks_agree(monkeypatch):

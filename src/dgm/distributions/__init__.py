@@ -3,6 +3,7 @@
 from dgm.distributions.base import LIKELIHOODS, Likelihood, full_precision, make_likelihood
 from dgm.distributions.bernoulli import Bernoulli
 from dgm.distributions.categorical import Categorical
+from dgm.distributions.gaussian import Gaussian
 from dgm.distributions.logistic import DiscretizedLogisticMixture
 from dgm.distributions.normal import StandardNormal
 
@@ -11,6 +12,7 @@ __all__ = [
     "Bernoulli",
     "Categorical",
     "DiscretizedLogisticMixture",
+    "Gaussian",
     "Likelihood",
     "StandardNormal",
     "full_precision",

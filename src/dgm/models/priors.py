@@ -119,6 +119,15 @@ class VampPrior(nn.Module):
         start = -0.9 if bounded else 0.0
         self.pseudo = nn.Parameter(start + 0.02 * torch.randn(components, *shape))
 
+    @torch.no_grad()
+    def init_from_data(self, u: Tensor, noise: float = 0.01) -> None:
+        """Start the pseudo-inputs at examples ``u [>= C, *shape]`` (in the encoder's input
+        space) plus ``noise``-scaled Gaussian noise: the paper's ``use_training_data_init``."""
+        if u.shape[0] < self.components:
+            raise ValueError(f"need >= {self.components} examples, got {u.shape[0]}")
+        u = u[: self.components].to(self.pseudo)
+        self.pseudo.copy_(u + noise * torch.randn_like(u))
+
     def pseudo_inputs(self) -> Tensor:
         """``[C, *shape]`` in the encoder's input space."""
         return F.hardtanh(self.pseudo) if self.bounded else self.pseudo

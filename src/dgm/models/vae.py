@@ -178,6 +178,7 @@ class VAE(GenerativeModel):
 
     Config = VAEConfig
     exact_likelihood = False
+    default_eval_samples = 5000  # `dgm eval`'s K, as the papers report
     config: VAEConfig
 
     def __init__(self, config: VAEConfig) -> None:
@@ -249,6 +250,14 @@ class VAE(GenerativeModel):
     def _q0(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """q_0's ``(mu, log_std)`` at encoder inputs ``u`` (the VampPrior's components)."""
         return self.posterior.gaussian_params(self.encoder(u))
+
+    def init_pseudo_inputs(self, x: Tensor, noise: float = 0.01) -> None:
+        """VampPrior: start the pseudo-inputs at the first ``components`` examples of ``x``
+        (data, ``[N, *shape]``) plus noise, as the paper's training-data initialisation."""
+        if not isinstance(self.prior, VampPrior):
+            raise ConfigError("init_pseudo_inputs needs prior=vampprior")
+        self.check_input(x)
+        self.prior.init_from_data(self._prep(x), noise)
 
     def kl_weight(self) -> float:
         """The KL term's weight in the loss now: ``beta``, ramped up over ``warmup_steps``."""

@@ -28,7 +28,7 @@ from dgm import config as cfg_
 from dgm import registry
 from dgm.data.base import Dataset
 from dgm.errors import CheckpointError, ConfigError
-from dgm.evaluation.likelihood import evaluate_nll
+from dgm.evaluation.likelihood import evaluate_elbo, evaluate_nll
 from dgm.io import CONFIG, WEIGHTS, atomic_write, read_config, write_json
 from dgm.models.base import GenerativeModel
 from dgm.plotting import save_curves, save_density, save_samples
@@ -230,6 +230,9 @@ def finish(
     }
     if cfg.test and len(dataset.test):
         test = evaluate_nll(model, dataset.test.x, cfg.eval_batch_size)
+        if callable(getattr(model, "elbo", None)):  # latent models: also the bound trained on
+            test.update(evaluate_elbo(model, dataset.test.x, cfg.eval_batch_size))
+        test["estimate"] = model.likelihood_note()
         results.update({f"test_{k}": v for k, v in test.items()})
     write_json(run / "results.json", results)
     write_summary(run, model, dataset, cfg, results)
