@@ -40,6 +40,15 @@ TINY: dict[str, dict] = {
         "prior": "vampprior",
     },
     "vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "prior": "vampprior"},
+    "vqvae": {
+        "num_codes": 8,
+        "code_dim": 4,
+        "hidden": 8,
+        "blocks": 1,
+        "prior_hidden": 8,
+        "prior_layers": 1,
+        "prior_kernel": 3,
+    },
     "wavenet": {
         "hidden": 8,
         "skip_channels": 8,

@@ -354,3 +354,30 @@ def test_argument_checks(name: str) -> None:
         cls(torch.ones(1, dtype=F64), 1.0)  # S^0
     with pytest.raises(ValueError):
         kl_divergence(cls(unit(3), 1.0), HypersphericalUniform(4, dtype=F64))
+
+
+def test_device_clean_on_meta() -> None:
+    """Everything that has no data-dependent control flow runs on the meta device: an op mixing
+    in a tensor made on the CPU would fail (the Wood loop and torch's Beta sampler cannot run
+    there)."""
+    from dgm.distributions.spherical import _ImplicitRadial
+
+    dev = torch.device("meta")
+    q = HypersphericalUniform(5, device=dev, validate_args=False)
+    assert q.rsample((3,)).device == dev and q.entropy().device == dev
+    for cls in DISTS.values():
+        kappa = torch.rand(4, device=dev, requires_grad=True)
+        d = cls(torch.randn(4, 5, device=dev), kappa, validate_args=False)
+        outs = [d.log_prob(torch.randn(3, 4, 5, device=dev)), d.entropy(), kl_divergence(d, q)]
+        outs.append(d.mean)
+        assert all(o.device == dev for o in outs)
+        sum(o.sum() for o in outs).backward()
+        assert kappa.grad.device == dev
+    kappa = torch.rand(4, device=dev, requires_grad=True)
+    z = VonMisesFisher(torch.randn(4, 3, device=dev), kappa, validate_args=False).rsample((2,))
+    z.sum().backward()  # m = 3: closed-form radial sampler
+    assert z.device == dev and kappa.grad.device == dev
+    kappa = torch.rand(6, device=dev, dtype=F64, requires_grad=True)
+    u = _ImplicitRadial.apply(kappa, torch.rand(6, device=dev, dtype=F64), kappa.detach(), 7)
+    u.sum().backward()  # the quadrature of the implicit gradient
+    assert kappa.grad.device == dev

@@ -6,6 +6,7 @@ from dgm.distributions.categorical import Categorical
 from dgm.distributions.gaussian import Gaussian
 from dgm.distributions.logistic import DiscretizedLogisticMixture
 from dgm.distributions.normal import StandardNormal
+from dgm.distributions.spherical import HypersphericalUniform, PowerSpherical, VonMisesFisher
 
 __all__ = [
     "LIKELIHOODS",
@@ -13,8 +14,11 @@ __all__ = [
     "Categorical",
     "DiscretizedLogisticMixture",
     "Gaussian",
+    "HypersphericalUniform",
     "Likelihood",
+    "PowerSpherical",
     "StandardNormal",
+    "VonMisesFisher",
     "full_precision",
     "make_likelihood",
 ]

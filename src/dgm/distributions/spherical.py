@@ -132,7 +132,7 @@ def _bessel_core(v: float, x: Tensor) -> tuple[Tensor, Tensor]:
     n_start = max(v + 8, 20 + v0)
     ratio = torch.exp(_debye_log_ratio(n_start, x))
     log_sum = torch.zeros_like(x)
-    ratio_v = ratio if n_start == v else None
+    ratio_v = None  # R_v, met on the way down (n_start >= v + 8)
     j = n_start
     while j > v0 + 0.5:
         ratio = x / (2 * j + x * ratio)  # R_{j-1}
@@ -336,7 +336,9 @@ def _radial_cdf_grad(u: Tensor, kappa: Tensor, s: Tensor, m: int, nodes: int = 6
     if m > 2:
         log_f = log_f + (m - 2) * (torch.log(torch.sin(phi).clamp_min(tiny)) - torch.log(sin_w))
     total = (wt * (s - h) * torch.exp(log_f) * jac).sum(-1)
-    return (sin_w[..., 0] * torch.where(near_pole[..., 0], -total, total)).nan_to_num(0.0)
+    grad = sin_w[..., 0] * torch.where(near_pole[..., 0], -total, total)
+    # only u = 0 or u = 2 exactly (w = +-1) give 0/0 here, where F is flat in kappa: zero
+    return torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
 
 
 class _ImplicitRadial(torch.autograd.Function):
@@ -384,7 +386,9 @@ class VonMisesFisher(Distribution):
         self.m = loc.shape[-1]
         super().__init__(batch, torch.Size([self.m]), validate_args=validate_args)
 
-    def expand(self, batch_shape: torch.Size, _instance: VonMisesFisher | None = None):
+    def expand(
+        self, batch_shape: torch.Size, _instance: VonMisesFisher | None = None
+    ) -> VonMisesFisher:
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(*batch_shape, self.m)
@@ -442,10 +446,10 @@ class VonMisesFisher(Distribution):
             r = torch.rand(shape, device=kappa.device, dtype=wd)
             u = -torch.log1p(r * torch.expm1(-2 * kappa_s)) / kappa_s
         else:
-            u0 = _wood_radial(kappa_s.detach(), self.m)
-            with torch.no_grad():
-                s = 1 - _bessel_core(self._order, kappa.detach())[1]
-            u = _ImplicitRadial.apply(kappa_s, u0, s.expand(shape), self.m)
+            u = _wood_radial(kappa_s.detach(), self.m)
+            if torch.is_grad_enabled() and kappa_s.requires_grad:
+                s = 1 - _bessel_core(self._order, kappa.detach())[1]  # 1 - E[w]
+                u = _ImplicitRadial.apply(kappa_s, u, s.expand(shape), self.m)
         return _from_radial(self.loc.to(wd), u, self.m).to(self.loc.dtype)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
@@ -478,7 +482,9 @@ class HypersphericalUniform(Distribution):
         self._anchor = torch.zeros((), device=device, dtype=dtype or torch.get_default_dtype())
         super().__init__(torch.Size(batch_shape), torch.Size([dim]), validate_args=validate_args)
 
-    def expand(self, batch_shape: torch.Size, _instance: HypersphericalUniform | None = None):
+    def expand(
+        self, batch_shape: torch.Size, _instance: HypersphericalUniform | None = None
+    ) -> HypersphericalUniform:
         new = self._get_checked_instance(HypersphericalUniform, _instance)
         new.dim = self.dim
         new._anchor = self._anchor
@@ -545,7 +551,9 @@ class PowerSpherical(Distribution):
         self.m = loc.shape[-1]
         super().__init__(batch, torch.Size([self.m]), validate_args=validate_args)
 
-    def expand(self, batch_shape: torch.Size, _instance: PowerSpherical | None = None):
+    def expand(
+        self, batch_shape: torch.Size, _instance: PowerSpherical | None = None
+    ) -> PowerSpherical:
         new = self._get_checked_instance(PowerSpherical, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(*batch_shape, self.m)

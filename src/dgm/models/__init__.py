@@ -1,6 +1,6 @@
 """Model families; importing this package registers every model."""
 
-from dgm.models import arm, flows, hvae, made, pixelcnn, transformer_arm, vae, wavenet
+from dgm.models import arm, flows, hvae, made, pixelcnn, transformer_arm, vae, vqvae, wavenet
 from dgm.models.base import GenerativeModel
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "pixelcnn",
     "transformer_arm",
     "vae",
+    "vqvae",
     "wavenet",
 ]

@@ -107,8 +107,10 @@ class VectorQuantizer(nn.Module):
         """Index of the nearest code at every position: ``[B, D, *grid] -> [B, *grid]``."""
         flat = self._flat(z_e).to(self.embed.dtype)  # [N, D]
         e = self.embed  # [K, D]
-        # ||z||^2 - 2 z.e + ||e||^2 without forming the [N, K, D] differences
-        dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.T + e.pow(2).sum(1)  # [N, K]
+        # in the codebook's precision even under mixed precision: close codes must not tie
+        with torch.autocast(z_e.device.type, enabled=False):
+            # ||z||^2 - 2 z.e + ||e||^2 without forming the [N, K, D] differences
+            dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.T + e.pow(2).sum(1)  # [N, K]
         return dist2.argmin(1).view(z_e.shape[0], *z_e.shape[2:])
 
     def lookup(self, codes: Tensor) -> Tensor:
@@ -145,7 +147,10 @@ class VectorQuantizer(nn.Module):
         """One EMA step of the counts N_k (and, with ``ema``, sums m_k and codebook e_k)."""
         onehot = F.one_hot(codes.reshape(-1), self.num_codes).to(self.embed.dtype)  # [N, K]
         counts = onehot.sum(0)  # n_k, [K]
-        sums = onehot.T @ self._flat(z_e.detach()).to(self.embed.dtype) if self.ema else None
+        sums = None
+        if self.ema:  # running sums in the buffers' precision, even under mixed precision
+            with torch.autocast(z_e.device.type, enabled=False):
+                sums = onehot.T @ self._flat(z_e.detach()).to(self.embed.dtype)  # [K, D]
         if _distributed():
             dist.all_reduce(counts)
             if sums is not None:
