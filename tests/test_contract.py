@@ -20,6 +20,7 @@ TINY: dict[str, dict] = {
     "made": {"hidden": 16, "layers": 1},
     "pixelcnn": {"hidden": 8, "layers": 1, "first_kernel": 3, "head": 8},
     "gated-pixelcnn": {"hidden": 8, "layers": 2, "first_kernel": 3, "head": 8},
+    "svae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4},
     "transformer-arm": {"dim": 16, "layers": 1, "heads": 2},
     "realnvp": {"hidden": 8, "blocks": 0, "dequant_hidden": 8, "dequant_layers": 1},
     "glow": {"steps": 1, "hidden": 8, "dequant_hidden": 8, "dequant_layers": 1},

@@ -1,6 +1,17 @@
 """Model families; importing this package registers every model."""
 
-from dgm.models import arm, flows, hvae, made, pixelcnn, transformer_arm, vae, vqvae, wavenet
+from dgm.models import (
+    arm,
+    flows,
+    hvae,
+    made,
+    pixelcnn,
+    svae,
+    transformer_arm,
+    vae,
+    vqvae,
+    wavenet,
+)
 from dgm.models.base import GenerativeModel
 
 __all__ = [
@@ -10,6 +21,7 @@ __all__ = [
     "hvae",
     "made",
     "pixelcnn",
+    "svae",
     "transformer_arm",
     "vae",
     "vqvae",
