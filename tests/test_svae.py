@@ -241,7 +241,8 @@ def test_chunking_gives_the_same_numbers(dist, monkeypatch):
             again = model.log_prob(x, 120, chunk=chunk)
             torch.testing.assert_close(again, whole, rtol=0, atol=1e-10)
         # a likelihood with many parameters per row caps the rows per pass: still the same
-        monkeypatch.setattr("dgm.models.svae.PARAMS_PER_PASS", 17 * 64 * 7)  # 7 rows: 1 sample
+        monkeypatch.setattr("dgm.models.latent.PARAMS_PER_PASS", 17 * 64 * 7)  # 7 rows: 1 sample
+        assert model.samples_per_pass(5) == 1  # the cap bites
         torch.manual_seed(0)
         torch.testing.assert_close(model.log_prob(x, 120), whole, rtol=0, atol=1e-10)
         torch.manual_seed(0)

@@ -19,13 +19,12 @@ gradients of the distributions (exact; see :class:`~dgm.distributions.spherical.
 not the paper's rejection-sampler gradient with its correction term.
 
 The backbones, likelihoods and the chunking of many importance samples are those of
-:mod:`dgm.models.vae`; so are the training tricks (beta, linear KL warm-up), which change the
-loss only.
+:mod:`dgm.models.vae`, shared through :mod:`dgm.models.latent`; so are the training tricks
+(beta, linear KL warm-up), which change the loss only.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -35,8 +34,6 @@ from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
 from dgm.config import opt
-from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, Likelihood, make_likelihood
-from dgm.distributions.gaussian import Gaussian
 from dgm.distributions.spherical import (
     HypersphericalUniform,
     PowerSpherical,
@@ -44,10 +41,7 @@ from dgm.distributions.spherical import (
     log_sphere_area,
 )
 from dgm.errors import ConfigError
-from dgm.models.base import Batch, GenerativeModel, unpack
-from dgm.models.vae import CHUNK, PARAMS_PER_PASS, VAELikelihood
-from dgm.nn.causal import Activation
-from dgm.nn.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from dgm.models.latent import CHUNK, LatentConfig, LatentModel, Scorer
 from dgm.registry import register
 
 SphericalName = Literal["vmf", "power-spherical"]
@@ -55,63 +49,18 @@ Spherical = VonMisesFisher | PowerSpherical
 
 
 @dataclass
-class SVAEConfig:
-    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
-    levels: int | None = opt(
-        17, "values per dimension, from the data (none: continuous data, Gaussian likelihood)"
-    )
+class SVAEConfig(LatentConfig):
     latent: int = opt(10, "ambient dimension m of the code z on the sphere S^(m-1) (>= 2)")
-    hidden: int = opt(300, "units per hidden layer (conv: of the fully connected layer)")
-    layers: int = opt(2, "mlp: hidden layers of the encoder and of the decoder (0: linear)")
-    backbone: Literal["auto", "mlp", "conv"] = opt(
-        "auto", "auto (conv for images, mlp otherwise) | mlp | conv (stride-2, DCGAN-like)"
-    )
-    channels: int = opt(32, "conv: channels after the first stride-2 layer, doubling after each")
-    likelihood: VAELikelihood = opt(
-        "auto", LIKELIHOOD_HELP + " | gaussian (continuous data; what auto picks for it)"
-    )
-    mixtures: int = opt(5, MIXTURES_HELP)
-    gaussian_scale: float = opt(
-        0.0, "gaussian likelihood: 0 learns a log-scale per dimension from z; > 0 fixes the scale"
-    )
     distribution: SphericalName = opt(
         "vmf", "posterior: vmf (von Mises-Fisher) | power-spherical (De Cao & Aziz 2020)"
     )
-    beta: float = opt(1.0, "KL weight in the training loss (beta-VAE); never in reported numbers")
-    warmup_steps: int = opt(
-        0, "training steps over which the KL weight rises linearly from 0 to beta (0: none)"
-    )
-    activation: Activation = opt("relu", "leaky_relu | relu | gelu | elu | tanh")
-    dropout: float = opt(0.0, "dropout after each hidden layer of the encoder and decoder")
 
     def __post_init__(self) -> None:
-        self.shape = tuple(self.shape)
-        if self.levels is not None and self.levels < 2:
-            raise ConfigError(f"levels must be >= 2 or none, got {self.levels}")
-        if self.latent < 2:
+        if self.latent < 2:  # checked first: the shared check would only ask for >= 1
             raise ConfigError(
                 f"latent is the sphere's ambient dimension: need >= 2, got {self.latent}"
             )
-        if self.hidden < 1 or self.channels < 1 or self.layers < 0:
-            raise ConfigError("need hidden, channels >= 1 and layers >= 0")
-        if self.backbone == "conv" and len(self.shape) != 3:
-            raise ConfigError(f"backbone=conv needs images (C, H, W), got shape {self.shape}")
-        if self.levels is None and self.likelihood not in ("auto", "gaussian"):
-            raise ConfigError(
-                f"likelihood={self.likelihood} models discrete levels, but the data are "
-                "continuous (levels none); use likelihood=gaussian (or auto)"
-            )
-        if self.levels is not None and self.likelihood == "gaussian":
-            raise ConfigError(
-                "likelihood=gaussian is for continuous data; discrete levels need a discrete "
-                "likelihood (auto, categorical, bernoulli or logistic-mixture)"
-            )
-        if self.gaussian_scale < 0:
-            raise ConfigError(f"gaussian_scale must be >= 0, got {self.gaussian_scale}")
-        if self.beta < 0 or self.warmup_steps < 0:
-            raise ConfigError("beta and warmup_steps must be >= 0")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        super().__post_init__()
 
 
 def concentration(raw: Tensor) -> Tensor:
@@ -154,59 +103,25 @@ class Draws(NamedTuple):
 
 
 @register("svae", "latent", "hyperspherical VAE: vMF or Power Spherical codes, uniform prior")
-class SVAE(GenerativeModel):
+class SVAE(LatentModel):
     """``encoder`` (x -> h), ``loc_head`` and ``kappa_head`` (h -> q(z|x) on the sphere),
     ``decoder`` (z -> likelihood parameters) and ``likelihood`` (p(x|z)); the prior is the
     uniform distribution on the sphere, with no parameters."""
 
     Config = SVAEConfig
-    exact_likelihood = False
-    default_eval_samples = 5000  # `dgm eval`'s K, as the papers report
     config: SVAEConfig
 
     def __init__(self, config: SVAEConfig) -> None:
-        super().__init__(config)
-        c = config
-        self.likelihood: Likelihood | Gaussian = (
-            Gaussian(c.gaussian_scale or None)
-            if c.levels is None
-            else make_likelihood(c.likelihood, c.levels, c.mixtures)
-        )
-        p = self.likelihood.params_per_dim
-        self.encoder: nn.Module
-        self.decoder: nn.Module
-        if c.backbone == "conv" or (c.backbone == "auto" and len(c.shape) == 3):
-            self.encoder = ConvEncoder(c.shape, c.channels, c.hidden, c.activation, c.dropout)
-            self.decoder = ConvDecoder(
-                c.latent, c.shape, p, c.channels, c.hidden, c.activation, c.dropout
-            )
-        else:
-            self.encoder = MLPEncoder(c.shape, c.hidden, c.layers, c.activation, c.dropout)
-            self.decoder = MLPDecoder(
-                c.latent, c.shape, p, c.hidden, c.layers, c.activation, c.dropout
-            )
+        super().__init__(config, config.latent)
         # the paper's heads: a mean direction (normalised) and one concentration per example
-        self.loc_head = nn.Linear(self.encoder.out_dim, c.latent)
+        self.loc_head = nn.Linear(self.encoder.out_dim, config.latent)
         self.kappa_head = nn.Linear(self.encoder.out_dim, 1)
-        # training steps taken, for the KL warm-up: plain state, not a buffer (as in the VAE)
-        self._steps = 0
 
-    # -- pieces -----------------------------------------------------------------------------
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.loc_head.weight.dtype
-
+    # -- the posterior and the prior -----------------------------------------------------------
     @property
     def log_prior(self) -> float:
         """log p(z) = -log area(S^{m-1}), the same everywhere on the sphere."""
         return -log_sphere_area(self.config.latent)
-
-    def _prep(self, x: Tensor) -> Tensor:
-        """What the encoder reads: discrete levels scaled to [-1, 1], continuous data as is."""
-        x = x.to(self._dtype)
-        if self.config.levels is None:
-            return x
-        return x * (2.0 / (self.config.levels - 1)) - 1.0
 
     def _params(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """``(loc [B, m], kappa [B])`` from the encoder's features ``h [B, H]``."""
@@ -232,79 +147,34 @@ class SVAE(GenerativeModel):
         """KL(q(z|x) || p(z)) in closed form, ``[B]``."""
         return kl_divergence(q, self.uniform_prior(q.loc))
 
-    def kl_weight(self) -> float:
-        """The KL term's weight in the loss now: ``beta``, ramped up over ``warmup_steps``."""
-        c = self.config
-        if c.warmup_steps > 0:
-            return c.beta * min(1.0, self._steps / c.warmup_steps)
-        return c.beta
-
+    # -- posterior draws and the bounds' terms -------------------------------------------------
     def draws(self, x: Tensor, num_samples: int = 1, chunk: int = CHUNK) -> Draws:
         """``num_samples`` reparameterised draws z ~ q(z|x) per example and their terms.
 
-        The encoder runs once; the draws are decoded ``chunk`` rows (examples x samples) per
-        pass (fewer where the likelihood has many parameters per row: ``PARAMS_PER_PASS``).
-        The vMF's rejection sampler uses a random amount of randomness, so each sample is drawn
-        by its own ``[B]`` call, in order: the same seed then gives the same draws (and
-        numbers) whatever the chunk size.
+        The encoder runs once; the draws are decoded in passes of bounded memory
+        (:meth:`~dgm.models.latent.LatentModel.draw_terms`). The vMF's rejection sampler uses
+        a random amount of randomness, so each sample is drawn by its own ``[B]`` call, in
+        order: the same seed then gives the same draws (and numbers) whatever the chunk size.
         """
-        if num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
         h = self.encoder(self._prep(x))  # [B, H]
         q = self._posterior(h)
         b, m = h.shape[0], self.config.latent
-        row_params = self.likelihood.params_per_dim * math.prod(self.event_shape)
-        rows = min(chunk, max(1, PARAMS_PER_PASS // row_params))
-        per = max(1, rows // max(b, 1))  # samples per pass
-        recon, log_q = [], []
-        for start in range(0, num_samples, per):
-            s = min(per, num_samples - start)
+
+        def draw(s: int, score: Scorer) -> tuple[Tensor, Tensor]:
             z = torch.cat([q.rsample() for _ in range(s)])  # [s * B, m], sample-major
-            xr = x.repeat(s, *([1] * (x.dim() - 1)))  # [s * B, *event]
-            recon.append(self.likelihood.log_prob(self.decoder(z), xr).view(s, b))
-            log_q.append(q.log_prob(z.view(s, b, m)))  # [s, B]
-        return Draws(torch.cat(recon), torch.cat(log_q), q)
+            return score(z), q.log_prob(z.view(s, b, m))  # [s * B], [s, B]
 
-    # -- the bounds --------------------------------------------------------------------------
-    def elbo(self, x: Tensor, num_samples: int = 1, chunk: int = CHUNK) -> Tensor:
-        """E_q[log p(x|z)] - KL(q(z|x) || p(z)) in nats, ``[B]``: the reconstruction by Monte
-        Carlo over ``num_samples`` draws, the KL in closed form."""
-        self.check_input(x)
-        d = self.draws(x, num_samples, chunk)
-        return d.recon.mean(0) - self.kl(d.q)
+        recon, log_q = self.draw_terms(x, num_samples, chunk, draw)
+        return Draws(recon, log_q, q)
 
-    def log_prob(self, x: Tensor, num_samples: int = 1, chunk: int = CHUNK) -> Tensor:
-        """The IWAE estimate log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), ``[B]`` (K =
-        ``num_samples``; K = 1 is a one-sample ELBO): a lower bound on log p(x) in expectation."""
-        self.check_input(x)
-        d = self.draws(x, num_samples, chunk)
-        log_w = d.recon + self.log_prior - d.log_q  # [K, B]
-        return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
+    def log_weights(self, d: Draws) -> Tensor:
+        """log p(x|z) + log p(z) - log q(z|x): ``[S, B]``."""
+        return d.recon + self.log_prior - d.log_q
 
-    def likelihood_note(self, num_samples: int = 1) -> str:
-        what = "the ELBO" if num_samples == 1 else "the IWAE bound"
-        return (
-            f"importance-sampled estimate with K={num_samples} samples ({what}, Burda et al. "
-            "2016), a lower bound on log p(x): the NLL is an upper bound"
-        )
-
-    # -- training -------------------------------------------------------------------------
-    def loss(self, batch: Batch) -> Tensor:
-        """Negative ELBO (mean over the batch) with the KL weighted by :meth:`kl_weight`. Each
-        call in training mode is one step of the warm-up."""
-        x, _ = unpack(batch)
-        self.check_input(x)
-        w = self.kl_weight()
-        if self.training:
-            self._steps += 1
-        d = self.draws(x, 1)
-        return -d.recon.mean() + w * self.kl(d.q).mean()
-
-    def metrics(self, batch: Batch) -> dict[str, Tensor]:
-        """``nll`` = -ELBO (one draw: the cheap validation criterion) and ``elbo``, ``[B]``."""
-        x, _ = unpack(batch)
-        elbo = self.elbo(x)
-        return {"nll": -elbo, "elbo": elbo}
+    def kl_term(self, d: Draws) -> Tensor:
+        """KL(q(z|x) || p(z)) in closed form, ``[B]``: the ELBO's only Monte Carlo term is the
+        reconstruction."""
+        return self.kl(d.q)
 
     # -- generation and the compression view -------------------------------------------------
     @torch.no_grad()
@@ -320,28 +190,9 @@ class SVAE(GenerativeModel):
         self.check_input(x)
         return self._params(self.encoder(self._prep(x)))[0]
 
-    @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        """The likelihood's most likely value (Gaussian: its mean) given ``z [B, m]``."""
-        return self.likelihood.sample(self.decoder(z.to(self._dtype)), temperature=0)
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """``decode(encode(x))``: ``[B, *shape]``."""
-        return self.decode(self.encode(x))
-
-    @torch.no_grad()
-    def interpolate(self, x1: Tensor, x2: Tensor, steps: int = 8) -> Tensor:
-        """Decode ``steps`` evenly spaced points of the great-circle arc (:func:`slerp`) between
-        the codes of ``x1`` and ``x2``: single examples ``[*shape]`` give ``[steps, *shape]``,
-        batches ``[B, *shape]`` give ``[steps, B, *shape]``."""
-        single = x1.dim() == len(self.event_shape)
-        if single:
-            x1, x2 = x1[None], x2[None]
-        z1, z2 = self.encode(x1), self.encode(x2)  # [B, m]
-        z = slerp(z1, z2, steps)  # [steps, B, m]
-        out = self.decode(z.flatten(0, 1)).view(steps, z1.shape[0], *self.event_shape)
-        return out[:, 0] if single else out
+    def path(self, z1: Tensor, z2: Tensor, steps: int) -> Tensor:
+        """The great-circle arc (:func:`slerp`) from ``z1`` to ``z2``: ``[steps, B, m]``."""
+        return slerp(z1, z2, steps)
 
 
 __all__ = ["SVAE", "Draws", "SVAEConfig", "concentration", "slerp"]
