@@ -13,6 +13,7 @@ import torch
 
 import dgm
 from dgm import registry
+from tests.device_guard import exercise
 
 # small enough to train two epochs on digits in a second or two
 TINY: dict[str, dict] = {
@@ -85,6 +86,12 @@ def test_log_prob_sample_loss_shapes(model, digits):
     s = model.sample(3)
     assert s.shape == (3, *digits.spec.shape)
     assert s.min() >= 0 and s.max() <= digits.spec.levels - 1 and torch.equal(s, s.round())
+
+
+def test_device_clean(model, digits):
+    """No tensor made on the CPU by default inside loss, log_prob or sample."""
+    offenders = exercise(model, digits.train.x[:4])
+    assert not offenders, f"{model.name} makes CPU tensors in forward: {offenders}"
 
 
 def test_gradients_reach_every_parameter(model, digits):

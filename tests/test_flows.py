@@ -8,13 +8,13 @@ import math
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 import dgm
 from dgm.errors import ConfigError
 from dgm.models.flows import TRANSFORMS, Flow, parse_transforms
 from dgm.transforms import FlowSequence
 from dgm.transforms.coupling import Coupling
+from tests.device_guard import exercise
 
 FLOWS = ["flow", "glow", "maf", "nsf", "realnvp"]
 
@@ -178,30 +178,6 @@ def test_config_errors_are_clear():
         dgm.create("glow", shape=(1, 7, 7), levels=2)
 
 
-# -- device-clean: no tensor is made on the CPU by default inside the model's code ------------
-FACTORIES = {
-    "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm", "arange",
-    "linspace", "logspace", "eye", "tensor", "as_tensor", "zeros_like_no", "normal",
-}  # fmt: skip
-
-
-class DeviceGuard(TorchFunctionMode):
-    """Records factory calls without a ``device``: on a GPU model they would make CPU tensors
-    (0-dim constants excepted: PyTorch lets a CPU scalar meet a tensor on any device)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offenders: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = getattr(func, "__name__", "")
-        if name in FACTORIES and "device" not in kwargs and getattr(out, "dim", lambda: 0)():
-            self.offenders.append(name)
-        return out
-
-
 def _tiny(name: str):
     from tests.test_contract import TINY
 
@@ -212,15 +188,8 @@ def _tiny(name: str):
 def test_device_clean(name, digits):
     torch.manual_seed(0)
     model = dgm.create(name, shape=(1, 8, 8), levels=17, **_tiny(name))
-    x = digits.train.x[:4]
-    guard = DeviceGuard()
-    with guard:
-        model.train()
-        model.loss((x, None)).backward()
-        model.eval()
-        model.log_prob(x, num_samples=3)
-        model.sample(2)
-    assert not guard.offenders, f"{name} makes CPU tensors in forward: {guard.offenders}"
+    offenders = exercise(model, digits.train.x[:4])
+    assert not offenders, f"{name} makes CPU tensors in forward: {offenders}"
 
 
 def test_cli_two_moons_density_picture(tmp_path, run_cli):

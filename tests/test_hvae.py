@@ -23,7 +23,7 @@ from dgm.models.hvae import HVAE, gaussian_kl_between
 from dgm.models.posteriors import gaussian_kl
 from dgm.models.priors import PRIORS
 from dgm.training import train
-from tests.test_flows import DeviceGuard
+from tests.device_guard import DeviceGuard
 from tests.test_vae import digits_like
 
 F64 = torch.float64

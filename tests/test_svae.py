@@ -20,7 +20,7 @@ from dgm.distributions.spherical import PowerSpherical, VonMisesFisher, log_sphe
 from dgm.errors import ConfigError
 from dgm.models.svae import SVAE, concentration, slerp
 from dgm.training import train
-from tests.test_flows import DeviceGuard
+from tests.device_guard import DeviceGuard
 from tests.test_vae import digits_like
 
 F64 = torch.float64

@@ -23,7 +23,7 @@ from dgm.models.posteriors import POSTERIORS, gaussian_kl, log_softplus
 from dgm.models.priors import PRIORS, mixture_log_prob
 from dgm.models.vae import VAE
 from dgm.nn.vae import halvings
-from tests.test_flows import DeviceGuard
+from tests.device_guard import DeviceGuard
 
 F64 = torch.float64
 TINY = {

@@ -17,7 +17,7 @@ from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.models.vqvae import NOTE, VQVAE
 from dgm.nn.vq import VectorQuantizer, auto_downsample
-from tests.test_flows import DeviceGuard
+from tests.device_guard import DeviceGuard
 
 F64 = torch.float64
 TINY = {

@@ -150,12 +150,12 @@ class MADE(GenerativeModel):
         """Training mode: the current mask. Eval mode: a mask of the ensemble per sample."""
         if self.training or self.config.ensemble == 1:
             first = self.mask_index if self.training else 0
-            which = torch.full((n,), first, dtype=torch.long)
+            which = torch.full((n,), first, dtype=torch.long, device=self.device)
         else:
-            which = torch.randint(self.config.ensemble, (n,), device=self.device).cpu()
+            which = torch.randint(self.config.ensemble, (n,), device=self.device)
         x = torch.zeros(n, self.dim, device=self.device)
         for m in which.unique().tolist():
-            rows = (which == m).nonzero()[:, 0].to(self.device)
+            rows = (which == m).nonzero()[:, 0]
             x[rows] = self.sample_mask(len(rows), m, temperature)
         return x.view(n, *self.config.shape)
 
