@@ -59,19 +59,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads must not spin and skew timings
 
 import argparse
-import cProfile
-import io
 import json
 import math
-import pstats
 import statistics
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
+from side_by_side import Side, profile_side, seconds_per_step
 from torch import Tensor, nn
 
 import dgm
@@ -209,22 +205,6 @@ def dgm_config(name: str, steps: int, hidden: int) -> dict[str, Any]:
             "checkerboard": packing}  # fmt: skip
 
 
-class Side:
-    """One model, its optimiser and its training step; ``nll`` in nats per example."""
-
-    def __init__(self, label: str, model: nn.Module, nll: Callable[[Tensor], Tensor]) -> None:
-        self.label, self.model, self.nll = label, model, nll
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        self.params = sum(p.numel() for p in model.parameters())
-
-    def step(self, x: Tensor) -> float:
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.nll(x)
-        loss.backward()
-        self.opt.step()
-        return loss.item()
-
-
 def build(name: str, steps: int, hidden: int, conditioner: str, seed: int) -> tuple[Side, Side]:
     """``name``: glow, realnvp, or realnvp-mask (dgm's realnvp against normflows' RealNVP with
     full-image masked checkerboard couplings: equal convolution work)."""
@@ -259,30 +239,6 @@ def load_batches(kind: str, n: int, batch: int) -> list[Tensor]:
         )
         x = x.float()
     return list(x.split(batch))
-
-
-def timed(side: Side, batches: list[Tensor], steps: int, start: int) -> float:
-    """Steps per second over ``steps`` consecutive training steps."""
-    t0 = time.perf_counter()
-    for i in range(steps):
-        side.step(batches[(start + i) % len(batches)])
-    return steps / (time.perf_counter() - t0)
-
-
-def profile_ours(side: Side, batches: list[Tensor], steps: int, top: int = 25) -> str:
-    """Where dgm's training step spends its time: cProfile (Python) and torch's op profiler."""
-    out = io.StringIO()
-    prof = cProfile.Profile()
-    prof.enable()
-    for i in range(steps):
-        side.step(batches[i % len(batches)])
-    prof.disable()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as tp:
-        for i in range(steps):
-            side.step(batches[i % len(batches)])
-    out.write(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
-    return out.getvalue()
 
 
 def main() -> None:
@@ -333,7 +289,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = (ours, theirs) if r % 2 == 0 else (theirs, ours)
             for s in order:
-                rates[s.label].append(timed(s, batches, args.steps, r * args.steps))
+                rates[s.label].append(1 / seconds_per_step(s, batches, args.steps, r * args.steps))
         med = {k: statistics.median(v) for k, v in rates.items()}
         row = {
             "model": name,
@@ -350,7 +306,7 @@ def main() -> None:
         print(f"# {name}: {rates}", file=sys.stderr, flush=True)
         if args.profile > 0:
             print(f"\n## profile of dgm {name}, {args.profile} steps\n", file=sys.stderr)
-            print(profile_ours(ours, batches, args.profile), file=sys.stderr, flush=True)
+            print(profile_side(ours, batches, args.profile), file=sys.stderr, flush=True)
 
     print(
         f"\nbatch {args.batch} x {SHAPE}, {args.data} data, {args.threads} thread(s), "

@@ -67,20 +67,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads must not spi
 
 import argparse
 import contextlib
-import cProfile
 import io
 import itertools
 import json
 import math
-import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from side_by_side import Side, profile_side, seconds_per_step
 from torch import Tensor, nn
 
 import dgm
@@ -185,22 +183,6 @@ def pythae_model(name: str, ours: nn.Module, hidden: int, layers: int, latent: i
 
 
 # -- both sides --------------------------------------------------------------------------------
-class Side:
-    """One model, its Adam optimiser and its training step."""
-
-    def __init__(self, label: str, model: nn.Module, loss: Callable[[Tensor], Tensor]) -> None:
-        self.label, self.model, self.loss = label, model, loss
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        self.params = sum(p.numel() for p in model.parameters())
-
-    def step(self, x: Tensor) -> float:
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss(x)
-        loss.backward()
-        self.opt.step()
-        return loss.item()
-
-
 def dgm_config(name: str, hidden: int, layers: int, latent: int, comps: int) -> dict[str, Any]:
     prior = "standard" if name == "vae" else "vampprior"
     return {"shape": SHAPE, "levels": 2, "backbone": "mlp", "hidden": hidden, "layers": layers,
@@ -231,14 +213,6 @@ def check_equal(ours: Side, theirs: Side, x: Tensor, seed: int) -> tuple[float, 
     if not math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-2):
         sys.exit(f"the two models differ: dgm loss {a:.4f}, pythae loss {b:.4f}")
     return a, b
-
-
-def timed(side: Side, batches: list[Tensor], steps: int, start: int) -> float:
-    """Seconds per step over ``steps`` consecutive training steps."""
-    t0 = time.perf_counter()
-    for i in range(steps):
-        side.step(batches[(start + i) % len(batches)])
-    return (time.perf_counter() - t0) / steps
 
 
 def time_nll(
@@ -277,22 +251,6 @@ def time_nll(
         "dgm_nll": nll_ours,
         "pythae_nll": float(nll_theirs),
     }
-
-
-def profile_ours(side: Side, batches: list[Tensor], steps: int, top: int = 25) -> str:
-    """Where dgm's training step spends its time: cProfile (Python) and torch's op profiler."""
-    out = io.StringIO()
-    prof = cProfile.Profile()
-    prof.enable()
-    for i in range(steps):
-        side.step(batches[i % len(batches)])
-    prof.disable()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as tp:
-        for i in range(steps):
-            side.step(batches[i % len(batches)])
-    out.write(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
-    return out.getvalue()
 
 
 def main() -> None:
@@ -346,7 +304,7 @@ def main() -> None:
         secs: dict[str, list[float]] = {ours.label: [], theirs.label: []}
         for r in range(args.rounds):
             for s in (ours, theirs) if r % 2 == 0 else (theirs, ours):
-                secs[s.label].append(timed(s, batches, args.steps, r * args.steps))
+                secs[s.label].append(seconds_per_step(s, batches, args.steps, r * args.steps))
         med = {k: statistics.median(v) * per_epoch for k, v in secs.items()}  # s / epoch
         rows.append(
             {
@@ -364,7 +322,7 @@ def main() -> None:
         )
         print(f"# {name}: s/step {secs}", file=sys.stderr, flush=True)
         if args.profile > 0:
-            profiles[name] = profile_ours(ours, batches, args.profile)
+            profiles[name] = profile_side(ours, batches, args.profile)
             print(f"\n## profile of dgm {name}, {args.profile} steps\n", file=sys.stderr)
             print(profiles[name], file=sys.stderr, flush=True)
 
