@@ -216,7 +216,7 @@ def test_actnorm_initialized_survives_state_dict_and_safetensors() -> None:
     torch.save(layer.state_dict(), buf)
     buf.seek(0)
     again = ActNorm(2, 3).double().train()
-    again.load_state_dict(torch.load(buf))
+    again.load_state_dict(torch.load(buf, weights_only=True))
     again()(torch.randn(8, *IMG, dtype=f64))
     torch.testing.assert_close(again.loc, layer.loc, rtol=0, atol=0)
 

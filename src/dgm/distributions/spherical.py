@@ -16,6 +16,7 @@ normaliser of a vMF with kappa = 1e5 cancels terms of size 1e5, which float32 ca
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -357,7 +358,34 @@ class _ImplicitRadial(torch.autograd.Function):
         return grad * _radial_cdf_grad(u, kappa, s, ctx.m), None, None, None
 
 
-class VonMisesFisher(Distribution):
+class _Directional(Distribution):
+    """What vMF and Power Spherical share: a mean direction ``loc [..., m]`` on the sphere and a
+    concentration ``scale`` (kappa) per batch element."""
+
+    arg_constraints = {"loc": unit_sphere, "scale": constraints.positive}  # noqa: RUF012
+    support = unit_sphere
+    has_rsample = True
+
+    def __init__(
+        self, loc: Tensor, scale: Tensor | float, validate_args: bool | None = None
+    ) -> None:
+        self.loc, self.scale, batch = _split_scale(loc, scale)
+        self.m = loc.shape[-1]
+        super().__init__(batch, torch.Size([self.m]), validate_args=validate_args)
+
+    def expand(self, batch_shape: torch.Size, _instance: _Directional | None = None) -> Any:
+        cls = type(self)
+        new = self._get_checked_instance(cls, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.loc = self.loc.expand(*batch_shape, self.m)
+        new.scale = self.scale.expand(batch_shape)
+        new.m = self.m
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+
+class VonMisesFisher(_Directional):
     """von Mises-Fisher on S^{m-1}: p(z) = C_m(kappa) exp(kappa loc^T z).
 
     ``loc [..., m]`` unit vectors, ``scale`` = kappa > 0 as ``[...]`` or ``[..., 1]``;
@@ -374,29 +402,6 @@ class VonMisesFisher(Distribution):
     dE[w]/dkappa for m in 2..50, kappa in 0.1..100, by our quadrature). Gradients w.r.t. loc go
     through the reflection. Special functions run in float64 (see the module docstring).
     """
-
-    arg_constraints = {"loc": unit_sphere, "scale": constraints.positive}  # noqa: RUF012
-    support = unit_sphere
-    has_rsample = True
-
-    def __init__(
-        self, loc: Tensor, scale: Tensor | float, validate_args: bool | None = None
-    ) -> None:
-        self.loc, self.scale, batch = _split_scale(loc, scale)
-        self.m = loc.shape[-1]
-        super().__init__(batch, torch.Size([self.m]), validate_args=validate_args)
-
-    def expand(
-        self, batch_shape: torch.Size, _instance: VonMisesFisher | None = None
-    ) -> VonMisesFisher:
-        new = self._get_checked_instance(VonMisesFisher, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(*batch_shape, self.m)
-        new.scale = self.scale.expand(batch_shape)
-        new.m = self.m
-        super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     @property
     def _order(self) -> float:
@@ -531,7 +536,7 @@ class HypersphericalUniform(Distribution):
 # Power Spherical
 
 
-class PowerSpherical(Distribution):
+class PowerSpherical(_Directional):
     """Power Spherical on S^{m-1}: p(z) = N(kappa)^{-1} (1 + loc^T z)^kappa (De Cao & Aziz, 2020).
 
     With alpha = (m-1)/2 + kappa, beta = (m-1)/2, t = (1 + loc^T z)/2 ~ Beta(alpha, beta), so
@@ -539,29 +544,6 @@ class PowerSpherical(Distribution):
     implicit); log N = (alpha + beta) log 2 + beta log pi + lgamma(alpha) - lgamma(alpha + beta).
     1 - t ~ Beta(beta, alpha) is drawn directly so a sample near the pole keeps its precision.
     """
-
-    arg_constraints = {"loc": unit_sphere, "scale": constraints.positive}  # noqa: RUF012
-    support = unit_sphere
-    has_rsample = True
-
-    def __init__(
-        self, loc: Tensor, scale: Tensor | float, validate_args: bool | None = None
-    ) -> None:
-        self.loc, self.scale, batch = _split_scale(loc, scale)
-        self.m = loc.shape[-1]
-        super().__init__(batch, torch.Size([self.m]), validate_args=validate_args)
-
-    def expand(
-        self, batch_shape: torch.Size, _instance: PowerSpherical | None = None
-    ) -> PowerSpherical:
-        new = self._get_checked_instance(PowerSpherical, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(*batch_shape, self.m)
-        new.scale = self.scale.expand(batch_shape)
-        new.m = self.m
-        super(PowerSpherical, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _params(self) -> tuple[Tensor, Tensor, float]:
         """``(kappa, alpha, beta)`` in the work dtype."""
