@@ -46,4 +46,6 @@ def exercise(model, x: Tensor) -> list[str]:
         else:
             model.log_prob(x, num_samples=3)
         model.sample(2)
+        if callable(getattr(model, "interpolate", None)):
+            model.interpolate(x[0], x[1], 3)
     return guard.offenders

@@ -23,7 +23,7 @@ from dgm.models.hvae import HVAE, gaussian_kl_between
 from dgm.models.posteriors import gaussian_kl
 from dgm.models.priors import PRIORS
 from dgm.training import train
-from tests.device_guard import DeviceGuard
+from tests.device_guard import exercise
 from tests.test_vae import digits_like
 
 F64 = torch.float64
@@ -135,15 +135,8 @@ def test_encode_is_the_posterior_means_z1_first():
 def test_device_clean(prior):
     model = make(prior=prior)
     x = digits_like(4)
-    guard = DeviceGuard()
-    with guard:
-        model.train()
-        model.loss((x, None)).backward()
-        model.eval()
-        model.log_prob(x, num_samples=3)
-        model.sample(2)
-        model.interpolate(x[0], x[1], 3)
-    assert not guard.offenders, f"CPU tensors made in forward: {guard.offenders}"
+    offenders = exercise(model, x)
+    assert not offenders, f"CPU tensors made in forward: {offenders}"
 
 
 # -- importance weighting ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dgm.models.posteriors import POSTERIORS, gaussian_kl, log_softplus
 from dgm.models.priors import PRIORS, mixture_log_prob
 from dgm.models.vae import VAE
 from dgm.nn.vae import halvings
-from tests.device_guard import DeviceGuard
+from tests.device_guard import exercise
 
 F64 = torch.float64
 TINY = {
@@ -133,15 +133,8 @@ def test_vampprior_follows_a_deep_copy():
 def test_device_clean(prior):
     model = make(prior=prior, posterior="iaf")
     x = digits_like(4)
-    guard = DeviceGuard()
-    with guard:
-        model.train()
-        model.loss((x, None)).backward()
-        model.eval()
-        model.log_prob(x, num_samples=3)
-        model.sample(2)
-        model.interpolate(x[0], x[1], 3)
-    assert not guard.offenders, f"CPU tensors made in forward: {guard.offenders}"
+    offenders = exercise(model, x)
+    assert not offenders, f"CPU tensors made in forward: {offenders}"
 
 
 # -- backbones and the Gaussian likelihood --------------------------------------------------
