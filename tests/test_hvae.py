@@ -5,7 +5,6 @@ on the chunking, the training tricks change the loss only, and a short training 
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -289,21 +288,6 @@ def test_vampprior_mixes_the_top_layer_posteriors():
     model.init_pseudo_inputs(digits_like(6))
     model.loss(digits_like(5)).backward()
     assert model.prior.pseudo.grad.abs().sum() > 0
-
-
-def test_vampprior_follows_a_deep_copy():
-    """The trainer's weight averaging deep-copies the model: the copy's prior must read the
-    copy's encoder, not the original's."""
-    model = make(prior="vampprior")
-    twin = copy.deepcopy(model)
-    assert twin.prior.q0.__self__ is twin
-    z = torch.randn(4, 2)
-    before = model.prior.log_prob(z)
-    with torch.no_grad():
-        for p in twin.encoder.parameters():
-            p.add_(0.5)
-    assert torch.equal(model.prior.log_prob(z), before)
-    assert not torch.allclose(twin.prior.log_prob(z), before)
 
 
 # -- training tricks: in the loss only ------------------------------------------------------

@@ -114,13 +114,18 @@ def test_config_errors_are_clear():
         dgm.create("vae", shape=(4,), levels=2, backbone="conv")
 
 
-def test_vampprior_follows_a_deep_copy():
+@pytest.mark.parametrize("name", ["vae", "hvae"])
+def test_vampprior_follows_a_deep_copy(name):
     """The trainer's weight averaging deep-copies the model: the copy's prior must read the
-    copy's encoder, not the original's."""
-    model = make(prior="vampprior")
+    copy's encoder, not the original's (the VampPrior of every model that has one)."""
+    from tests.test_hvae import TINY as HVAE_TINY
+
+    torch.manual_seed(0)
+    model = dgm.create(name, **{**(TINY if name == "vae" else HVAE_TINY), "prior": "vampprior"})
     twin = copy.deepcopy(model)
     assert twin.prior.q0.__self__ is twin
-    z = torch.randn(4, 3)
+    with torch.no_grad():
+        z = torch.randn_like(model.prior.sample(4))  # the prior's own dimension
     before = model.prior.log_prob(z)
     with torch.no_grad():
         for p in twin.encoder.parameters():
