@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from dgm.config import opt
 from dgm.distributions.base import (
-    LIKELIHOOD_HELP,
     MIXTURES_HELP,
     Likelihood,
     LikelihoodName,
@@ -76,7 +75,9 @@ class LatentConfig:
     )
     channels: int = opt(32, "conv: channels after the first stride-2 layer, doubling after each")
     likelihood: VAELikelihood = opt(
-        "auto", LIKELIHOOD_HELP + " | gaussian (continuous data; what auto picks for it)"
+        "auto",
+        "auto (bernoulli for binary data, logistic-mixture for more levels, gaussian for "
+        "continuous data) | categorical | bernoulli | logistic-mixture | gaussian",
     )
     mixtures: int = opt(5, MIXTURES_HELP)
     gaussian_scale: float = opt(
@@ -124,18 +125,27 @@ class PriorConfig(LatentConfig):
         100, "mog: mixture components; vampprior: pseudo-inputs (the paper: 500 on MNIST)"
     )
     prior_flow: int = opt(4, "flow prior: MAF steps over a standard normal")
+    prior_hidden: int = opt(
+        64, "flow prior: units per hidden layer of its MADEs (small: a wide one overfits)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.components < 1 or self.prior_flow < 1:
-            raise ConfigError("components and prior_flow must be >= 1")
+        if self.components < 1 or self.prior_flow < 1 or self.prior_hidden < 1:
+            raise ConfigError("components, prior_flow and prior_hidden must be >= 1")
 
 
 def make_likelihood_for(c: LatentConfig) -> Likelihood | Gaussian:
-    """p(x|z): a Gaussian for continuous data (``levels`` none), else the named discrete one."""
+    """p(x|z): a Gaussian for continuous data (``levels`` none), else the named discrete one.
+    ``auto`` on more than two levels is the discretized logistic mixture (Salimans et al. 2017,
+    PixelCNN++): its smooth shape over neighbouring levels generalises better from a decoder
+    than a free categorical (1.6 nats better test -ELBO on digits, bench_vae_digits.py)."""
     if c.levels is None:
         return Gaussian(c.gaussian_scale or None)
-    return make_likelihood(c.likelihood, c.levels, c.mixtures)
+    name = c.likelihood
+    if name == "auto":
+        name = "bernoulli" if c.levels == 2 else "logistic-mixture"
+    return make_likelihood(name, c.levels, c.mixtures)
 
 
 def make_backbone(
@@ -167,7 +177,7 @@ def make_prior(c: PriorConfig, dim: int, q0: Callable[[Tensor], tuple[Tensor, Te
     if c.prior == "vampprior":
         return VampPrior(c.shape, c.components, q0, bounded=c.levels is not None)
     if c.prior == "flow":
-        return FlowPrior(dim, c.prior_flow, c.hidden, c.activation)
+        return FlowPrior(dim, c.prior_flow, c.prior_hidden, c.activation)
     raise ConfigError(  # pragma: no cover - the Literal guards it
         f"unknown prior {c.prior!r}; use one of {', '.join(PRIORS)}"
     )
