@@ -41,7 +41,9 @@ def exercise(model, x: Tensor) -> list[str]:
         model.train()
         model.loss((x, None)).backward()
         model.eval()
-        if model.exact_likelihood:
+        if not model.has_likelihood:
+            model.metrics((x, None))
+        elif model.exact_likelihood:
             model.log_prob(x)
         else:
             model.log_prob(x, num_samples=3)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -77,7 +78,9 @@ def _parser() -> Parser:
         help="stop training after this many seconds",
     )
 
-    e = sub.add_parser("eval", help="evaluate a run: NLL in nats and bits/dim")
+    e = sub.add_parser(
+        "eval", help="evaluate a run: NLL in nats and bits/dim, or the quality of its samples"
+    )
     e.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument(
@@ -93,6 +96,41 @@ def _parser() -> Parser:
     e.add_argument("--batch-size", type=int, default=500)
     e.add_argument("--device", default="auto", help="cpu | cuda | auto")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.add_argument(
+        "--metrics",
+        default=None,
+        metavar="LIST",
+        help="comma-separated: nll, fd, precision, recall, classes, modes, accuracy, ais "
+        "(default: nll; for GANs fd,precision,recall, or modes on the Gaussian-mixture toys)",
+    )
+    e.add_argument(
+        "--features",
+        default=None,
+        metavar="DIR",
+        help="the feature network's folder for fd/precision/recall (default: RUN/features, "
+        "trained there on the data's labelled training split the first time)",
+    )
+    e.add_argument(
+        "--num-generated",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples drawn for sample-quality metrics (default: the split's size, <= 10000)",
+    )
+    e.add_argument("--seed", type=int, default=0, help="seeds sampling and estimates")
+    e.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="score only the first N examples"
+    )
+    e.add_argument(
+        "--ais-steps", type=int, default=1000, help="ais: annealing steps (Wu et al.: 1000+)"
+    )
+    e.add_argument("--ais-chains", type=int, default=16, help="ais: chains per example")
+    e.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="ais: the observation noise (default: the best of a grid on 100 validation examples)",
+    )
 
     s = sub.add_parser("sample", help="draw samples from a run")
     s.add_argument("run", metavar="RUN")
@@ -292,6 +330,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if rank_zero_only.rank != 0:
                 raise ConfigError("with several processes, name the run folder with --out")
         os.environ[RUN_ENV] = str(run)  # Lightning's worker processes inherit it
+    if not args.resume:  # a resumed run's saved settings already hold its family's defaults
+        train_opts = {**entry.cls.train_defaults, **train_opts}
     cfg = build(TrainConfig, train_opts, "training")  # bad options fail before data loads
     with warnings.catch_warnings():  # the loader's warnings are shown below, once, as notes
         warnings.simplefilter("ignore")
@@ -327,27 +367,40 @@ def _load_run(run: str, device: str) -> tuple[Any, dict[str, Any]]:
     return model, cfg
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
+def _eval_metrics(arg: str | None, model: Any, dataset: Any) -> list[str]:
+    """The metrics ``dgm eval`` computes: ``--metrics``, or what suits the model."""
+    from dgm.evaluation.sample_quality import QUALITY_METRICS, default_quality_metrics
 
-    from dgm.data import load_dataset
+    if arg is None:
+        if model.has_likelihood:
+            return ["nll"]
+        chosen = list(default_quality_metrics(dataset))
+        if not chosen:
+            raise DataError(
+                f"{dataset.spec.name} has no labels to train a feature network on; use "
+                "--metrics ais, or --features DIR of a run on labelled data of this shape"
+            )
+        return chosen
+    chosen = [m.strip() for m in arg.split(",") if m.strip()]
+    known = ("nll", "ais", *QUALITY_METRICS)
+    for m in chosen:
+        if m not in known:
+            raise ConfigError(f"unknown metric {m!r}; use {', '.join(known)}")
+    if "nll" in chosen and not model.has_likelihood:
+        raise ConfigError(
+            f"{model.name} has no likelihood; use --metrics ais (an annealed importance sampling "
+            "estimate) or fd,precision,recall"
+        )
+    if "ais" in chosen and not callable(getattr(model, "ais_log_prob", None)):
+        raise ConfigError(
+            f"ais estimates the likelihood of GAN generators; {model.name} has its own: use nll"
+        )
+    return chosen or ["nll"]
+
+
+def _eval_nll(args: argparse.Namespace, model: Any, x: Any) -> dict[str, Any]:
     from dgm.evaluation import evaluate_elbo, evaluate_nll
 
-    model, cfg = _load_run(args.run, args.device)
-    meta = cfg.get("data", {})
-    name = args.data or meta.get("name", "digits")
-    data_dir = args.data_dir or meta.get("data_dir")
-    dataset = load_dataset(str(name), data_dir)
-    x = dataset.split(args.split).x
-    if dataset.spec.binarize and args.split == "train":  # probabilities: one fixed draw
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
-    model.check_input(x)
-    levels = getattr(model.config, "levels", None)
-    if levels is not None and x.numel() and (x.min() < 0 or x.max() > levels - 1):
-        raise DataError(
-            f"{name}: values span [{x.min().item():g}, {x.max().item():g}] but the model "
-            f"was trained on {levels} levels (0..{levels - 1})"
-        )
     kwargs: dict[str, Any] = {}
     exact = model.exact_likelihood
     if exact and args.num_samples is not None:
@@ -359,26 +412,128 @@ def cmd_eval(args: argparse.Namespace) -> int:
     res = evaluate_nll(model, x, args.batch_size, **kwargs)
     if callable(getattr(model, "elbo", None)):  # latent-variable models: the bound trained on
         res.update(evaluate_elbo(model, x, args.batch_size))
-    note = model.likelihood_note(**kwargs)
-    out = {
-        "model": model.name,
-        "data": str(name),
-        "split": args.split,
-        **res,
-        "exact": exact,
-        "estimate": note,
-        "run": str(args.run),
+    return {**res, "exact": exact, "estimate": model.likelihood_note(**kwargs)}
+
+
+def _eval_ais(args: argparse.Namespace, model: Any, dataset: Any, x: Any) -> dict[str, Any]:
+    """AIS under a Gaussian observation model (Wu et al. 2017), sigma from validation data."""
+    from dgm.evaluation.ais import pick_sigma
+
+    if args.ais_steps < 1 or args.ais_chains < 1:
+        raise ConfigError("--ais-steps and --ais-chains must be >= 1")
+    x = x[: args.limit or 100]  # AIS costs steps x chains generator passes per example
+    sigma = args.sigma
+    if sigma is None:
+        val = dataset.val.x[:100].to(model.device)
+        sigma = pick_sigma(model, val)
+    elif sigma <= 0:
+        raise ConfigError(f"--sigma must be > 0, got {sigma}")
+    t0 = time.perf_counter()
+    lp = model.ais_log_prob(
+        x.to(model.device),
+        sigma,
+        steps=args.ais_steps,
+        chains=args.ais_chains,
+        progress=sys.stderr.isatty(),
+    ).double()
+    n = lp.numel()
+    sem = float(lp.std() / math.sqrt(n)) if n > 1 else float("nan")
+    return {
+        "n": n,
+        "ais_nll_nats": float(-lp.mean()),
+        "ais_sem": sem,
+        "ais_sigma": sigma,
+        "ais_steps": args.ais_steps,
+        "ais_chains": args.ais_chains,
+        "ais_time_s": round(time.perf_counter() - t0, 2),
+        "ais_estimate": (
+            f"annealed importance sampling (Wu et al. 2017), {args.ais_steps} steps x "
+            f"{args.ais_chains} chains: log-density of x under x = G(z) + {sigma:g} eps, a "
+            "continuous Gaussian observation model in the data's units, not a probability of "
+            "discrete levels; a stochastic lower bound"
+        ),
     }
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from dgm.data import load_dataset
+    from dgm.evaluation.sample_quality import QUALITY_METRICS, evaluate_sample_quality
+
+    model, cfg = _load_run(args.run, args.device)
+    meta = cfg.get("data", {})
+    name = args.data or meta.get("name", "digits")
+    data_dir = args.data_dir or meta.get("data_dir")
+    dataset = load_dataset(str(name), data_dir)
+    metrics = _eval_metrics(args.metrics, model, dataset)
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    x = dataset.split(args.split).x
+    if args.limit:
+        x = x[: args.limit]
+    if dataset.spec.binarize and args.split == "train":  # probabilities: one fixed draw
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
+    model.check_input(x)
+    levels = getattr(model.config, "levels", None)
+    if levels is not None and x.numel() and (x.min() < 0 or x.max() > levels - 1):
+        raise DataError(
+            f"{name}: values span [{x.min().item():g}, {x.max().item():g}] but the model "
+            f"was trained on {levels} levels (0..{levels - 1})"
+        )
+    torch.manual_seed(args.seed)
+    out: dict[str, Any] = {"model": model.name, "data": str(name), "split": args.split}
+    if "nll" in metrics:
+        out.update(_eval_nll(args, model, x))
+    if "ais" in metrics:
+        out.update(_eval_ais(args, model, dataset, x))
+    quality = [m for m in metrics if m in QUALITY_METRICS]
+    if quality:
+        if args.num_generated is not None and args.num_generated < 2:
+            raise ConfigError(f"--num-generated must be >= 2, got {args.num_generated}")
+        out.update(
+            evaluate_sample_quality(
+                model,
+                dataset,
+                args.run,
+                metrics=quality,
+                features=args.features,
+                split=args.split,
+                num_generated=args.num_generated,
+                seed=args.seed,
+                show=_err,
+            )
+        )
+    out.setdefault("n", int(x.shape[0]))
+    out["run"] = str(args.run)
     if args.json:
         print(json.dumps(out))
-    else:
+        return EXIT_OK
+    print(f"{model.name} on {name} ({args.split}, n={out['n']}):")
+    if "nll_nats" in out:
+        print(f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats, {out['bpd']:.4f} bits/dim")
+        if "elbo_nats" in out:
+            print(f"  -elbo {out['elbo_nats']:.3f} ± {out['elbo_sem']:.3f} nats")
+        print(f"  {out['estimate']}")
+    if "ais_nll_nats" in out:
         print(
-            f"{model.name} on {name} ({args.split}, n={res['n']}): "
-            f"nll {res['nll_nats']:.3f} ± {res['nll_sem']:.3f} nats, {res['bpd']:.4f} bits/dim"
+            f"  ais nll {out['ais_nll_nats']:.3f} ± {out['ais_sem']:.3f} nats "
+            f"(sigma {out['ais_sigma']:g})"
         )
-        if "elbo_nats" in res:
-            print(f"  -elbo {res['elbo_nats']:.3f} ± {res['elbo_sem']:.3f} nats")
-        print(f"  {note}")
+        print(f"  {out['ais_estimate']}")
+    for key in ("fd", "precision", "recall", "accuracy"):
+        if key in out:
+            print(f"  {key} {out[key]:.4f}")
+    if "modes_covered" in out:
+        print(
+            f"  modes covered {out['modes_covered']} / {out['modes_total']}, high-quality "
+            f"samples {out['high_quality']:.1%} (exact samples: {out['high_quality_expected']:.1%})"
+        )
+    if "classes" in out:
+        c = out["classes"]
+        print(f"  classes covered {c['classes_covered']} / {c['classes_total']}")
+    if "features" in out:
+        print(f"  features: {out['features']}")
     return EXIT_OK
 
 

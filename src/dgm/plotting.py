@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,8 +96,43 @@ def save_reconstructions(x: Tensor, recon: Tensor, spec: DataSpec, path: str | P
         img.save(f, format="PNG")
 
 
+def _plot_keys(ax: Any, records: Sequence[dict], keys: Sequence[tuple[str, str]]) -> None:
+    for key, label in keys:
+        pts = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+        if pts:
+            ep, val = zip(*pts)
+            ax.plot(ep, val, label=label, marker="." if len(pts) < 40 else None)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+
+
+def save_game_curves(records: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """A two-player game per epoch: both losses, and D's outputs on real and fake data
+    (training and validation), the first things to look at when a GAN misbehaves."""
+    fig = Figure(figsize=(10, 4), dpi=100)
+    ax1, ax2 = fig.subplots(1, 2)
+    _plot_keys(ax1, records, (("d_loss", "D loss"), ("g_loss", "G loss")))
+    ax1.set_ylabel("loss")
+    ax1.set_title(title)
+    _plot_keys(
+        ax2,
+        records,
+        (("d_real", "D(real), train"), ("d_fake", "D(fake), train"),
+         ("val_d_real", "D(real), validation"), ("val_d_fake", "D(fake), validation")),
+    )  # fmt: skip
+    ax2.set_ylabel("D's output (probability, or critic value)")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", bbox_inches="tight")
+
+
 def save_curves(records: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """Training loss and validation NLL per epoch (nats) from metrics.jsonl records."""
+    """Training loss and validation NLL per epoch (nats) from metrics.jsonl records; the
+    game's curves (:func:`save_game_curves`) for two-player models."""
+    if any(r.get("d_loss") is not None for r in records):
+        save_game_curves(records, path, title)
+        return
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.subplots()
     for key, label in (("train_loss", "train loss"), ("val_nll", "validation NLL")):

@@ -3,6 +3,7 @@
 from dgm.models import (
     arm,
     flows,
+    gan,
     hvae,
     made,
     pixelcnn,
@@ -18,6 +19,7 @@ __all__ = [
     "GenerativeModel",
     "arm",
     "flows",
+    "gan",
     "hvae",
     "made",
     "pixelcnn",

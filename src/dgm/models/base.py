@@ -47,6 +47,10 @@ class GenerativeModel(nn.Module):
     default_eval_samples: ClassVar[int] = 1
     # True for models of discrete levels (autoregressive models with categorical outputs...)
     discrete_only: ClassVar[bool] = False
+    # False for models without log_prob (GANs): evaluation reports sample quality instead
+    has_likelihood: ClassVar[bool] = True
+    # training settings this family needs by default (the user's --set wins), e.g. a GAN's lr
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any) -> None:
         super().__init__()

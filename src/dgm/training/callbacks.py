@@ -87,6 +87,9 @@ class RunLog(Callback):
             parts.append(f"train {rec['train_loss']:.3f}")
         if rec.get("val_nll") is not None:
             parts.append(f"val nll {rec['val_nll']:.3f} nats ({rec['val_bpd']:.4f} bpd)")
+        for key in ("d_loss", "g_loss", "d_real", "d_fake"):  # two-player models
+            if rec.get(key) is not None:
+                parts.append(f"{key} {rec[key]:.3f}")
         parts.append(f"{rec['time_s']:.1f}s")
         bar = trainer.progress_bar_callback
         if isinstance(bar, TQDMProgressBar) and bar.is_enabled:
@@ -96,9 +99,12 @@ class RunLog(Callback):
 
 
 class BestModel(Callback):
-    """Keep the model (EMA weights if used) with the lowest validation NLL as safetensors."""
+    """Keep the model (EMA weights if used) with the lowest validation NLL as safetensors.
 
-    def __init__(self, run: Path, extra: dict[str, Any], monitor: str = "val_nll") -> None:
+    ``monitor=None`` (models without a likelihood, GANs) keeps the latest weights instead,
+    except while the training module says they are ``suspect`` (a collapsing game)."""
+
+    def __init__(self, run: Path, extra: dict[str, Any], monitor: str | None = "val_nll") -> None:
         self.run, self.extra, self.monitor = run, extra, monitor
         self.best = math.inf
         self.best_epoch = -1
@@ -111,6 +117,12 @@ class BestModel(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
+            return
+        if self.monitor is None:
+            if not getattr(pl_module, "suspect", False):
+                self.best_epoch = trainer.current_epoch
+                if trainer.is_global_zero:
+                    pl_module.eval_model.save(self.run, self.extra)  # type: ignore[attr-defined]
             return
         value = _scalar(trainer.callback_metrics.get(self.monitor))
         if value is None or value >= self.best:

@@ -43,7 +43,7 @@ from dgm.training.callbacks import (
 )
 from dgm.training.config import TrainConfig
 from dgm.training.data import TensorDataModule
-from dgm.training.module import LitModel
+from dgm.training.module import LitAdversarial, LitModel
 
 Show = Callable[[str], None]
 
@@ -119,12 +119,14 @@ def train(
     """
     quiet_lightning()
     run = Path(out)
+    entry = registry.get(model_name)
     cfg = (
         train_config
         if isinstance(train_config, TrainConfig)
-        else cfg_.build(TrainConfig, dict(train_config or {}), what="training")
+        else cfg_.build(
+            TrainConfig, {**entry.cls.train_defaults, **(train_config or {})}, what="training"
+        )
     )
-    entry = registry.get(model_name)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = entry.cls.for_data(dataset.spec, **(model_config or {}))
     meta = {
@@ -132,12 +134,14 @@ def train(
         "train": cfg_.to_dict(cfg),
         "dgm_version": dgm.__version__,
     }
-    lit = LitModel(model, cfg)
+    adversarial = getattr(model, "adversarial", False)
+    lit = (LitAdversarial if adversarial else LitModel)(model, cfg)
     data = TensorDataModule(dataset, cfg.batch_size, cfg.eval_batch_size)
     on_terminal = sys.stderr.isatty()
     log = RunLog(run, dataset.spec, show=show)
-    callbacks: list[L.Callback] = [log, BestModel(run, meta)]
-    if cfg.patience > 0:
+    monitor = "val_nll" if model.has_likelihood else None
+    callbacks: list[L.Callback] = [log, BestModel(run, meta, monitor)]
+    if cfg.patience > 0 and monitor is not None:
         callbacks.append(
             EarlyStopping(monitor="val_nll", mode="min", patience=cfg.patience, check_finite=True)
         )
@@ -155,7 +159,8 @@ def train(
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=cfg.precision,  # type: ignore[arg-type]
-        gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 else None,
+        # two-player models clip inside their manual steps (Lightning refuses both)
+        gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 and not adversarial else None,
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
@@ -217,6 +222,8 @@ def finish(
         )  # fmt: skip
     scored = [r for r in records if r.get("val_nll") is not None]
     best = min(scored, key=lambda r: r["val_nll"]) if scored else {}
+    if not model.has_likelihood and records:  # the latest weights were kept
+        best = {"epoch": records[-1]["epoch"]}
     results: dict[str, Any] = {
         "model": model.name,
         "data": dataset.spec.name,
@@ -228,7 +235,13 @@ def finish(
         "train_time_s": round(elapsed, 2),
         "sample_time_s": round(sample_s, 3),
     }
-    if cfg.test and len(dataset.test):
+    if cfg.test and len(dataset.test) and not model.has_likelihood:
+        # no likelihood (GANs): how good the samples are, with dgm's own feature network
+        from dgm.evaluation.sample_quality import evaluate_sample_quality
+
+        quality = evaluate_sample_quality(model, dataset, run, show=show)
+        results.update({f"test_{k}": v for k, v in quality.items()})
+    elif cfg.test and len(dataset.test):
         test = evaluate_nll(model, dataset.test.x, cfg.eval_batch_size)
         if callable(getattr(model, "elbo", None)):  # latent models: also the bound trained on
             test.update(evaluate_elbo(model, dataset.test.x, cfg.eval_batch_size))
@@ -236,10 +249,13 @@ def finish(
         results.update({f"test_{k}": v for k, v in test.items()})
     write_json(run / "results.json", results)
     write_summary(run, model, dataset, cfg, results)
-    show(
-        f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
-        f"{results['epochs']} epochs in {elapsed:.1f}s"
-    )
+    if results["val_nll_nats"] is not None:
+        show(
+            f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
+            f"{results['epochs']} epochs in {elapsed:.1f}s"
+        )
+    else:
+        show(f"{results['epochs']} epochs in {elapsed:.1f}s; kept epoch {results['best_epoch']}")
     if "test_nll_nats" in results:
         show(
             f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
@@ -260,6 +276,12 @@ def write_summary(
     cfg_json = read_config(run)
     rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in res.items())
     model_cfg = ", ".join(f"{k}={v}" for k, v in cfg_json["config"].items())
+    nll_line = (
+        f"NLL in nats per example ({model.likelihood_note()}); bits/dim = nats / (D ln 2), "
+        f"D = {dataset.spec.dim}"
+        if model.has_likelihood
+        else "no likelihood: sample quality on dgm's own feature network (see its line above)"
+    )
     text = f"""# {model.name} on {dataset.spec.name}
 
 | result | value |
@@ -271,8 +293,7 @@ def write_summary(
 patience {cfg.patience}, ema {cfg.ema}, precision {cfg.precision}
 - data: {dataset.source or dataset.spec.name}; {len(dataset.train)} train / {len(dataset.val)} \
 val / {len(dataset.test)} test; shape {tuple(dataset.spec.shape)}, levels {dataset.spec.levels}
-- NLL in nats per example (exact for this model); bits/dim = nats / (D ln 2), D = \
-{dataset.spec.dim}
+- {nll_line}
 - machine: {platform.platform()}, torch {torch.__version__}
 
 Use it: `dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`,

@@ -1,0 +1,343 @@
+"""Generative adversarial networks (Goodfellow et al. 2014, "Generative Adversarial Nets").
+
+A generator G maps noise z ~ N(0, I) to a sample; a discriminator (critic) D scores inputs as
+real or generated. The two play
+
+    min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+
+by alternating gradient steps; ``objective`` chooses the game's losses
+(:mod:`dgm.models.gan_objectives`): the original ``minimax``, the ``non-saturating`` G loss of
+the same paper, the Wasserstein critic with a gradient penalty (``wgan-gp``, Gulrajani et al.
+2017, "Improved Training of Wasserstein GANs") or the ``hinge`` loss (Lim & Ye 2017; Miyato et
+al. 2018, "Spectral Normalization for Generative Adversarial Networks"). Options: spectral
+normalisation of D, two time-scale learning rates (Heusel et al. 2017), several critic steps
+per generator step, and a class-conditional variant (G reads a label embedding, D is a
+projection discriminator: Miyato & Koyama 2018).
+
+Discrete data: D sees real examples dequantised to ``(x + u) / L`` in [0, 1) and G's
+``sigmoid`` output in the same interval, so D cannot win on the data's discreteness alone;
+``sample`` returns ``floor(L v)``, exact draws of the discrete model that G's density defines.
+Continuous data enter both players unchanged.
+
+A GAN has no likelihood: ``log_prob`` raises and names :meth:`GAN.ais_log_prob`, the annealed
+importance sampling estimate of Wu et al. (2017), "On the quantitative analysis of
+decoder-based generative models", for G with a Gaussian observation model x = g(z) + sigma eps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from dgm import config as cfg_
+from dgm.config import opt
+from dgm.data.base import DataSpec
+from dgm.errors import ConfigError, DataError
+from dgm.models.base import Batch, GenerativeModel, unpack
+from dgm.models.gan_objectives import (
+    OBJECTIVES,
+    d_real_fake_stats,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+)
+from dgm.nn.causal import Activation
+from dgm.nn.gan import make_gan_nets
+from dgm.registry import register
+
+Objective = Literal["minimax", "non-saturating", "wgan-gp", "hinge"]
+
+
+@dataclass
+class GANConfig:
+    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
+    levels: int | None = opt(17, "values per dimension, from the data (none: continuous)")
+    num_classes: int | None = opt(None, "number of classes, from the data (None: unlabelled)")
+    latent: int = opt(32, "dimensions of the noise z ~ N(0, I)")
+    objective: Objective = opt(
+        "non-saturating", "minimax | non-saturating | wgan-gp (gradient penalty) | hinge"
+    )
+    backbone: Literal["auto", "mlp", "conv"] = opt(
+        "auto", "auto (DCGAN convs for images of 8x8 and up, mlp otherwise) | mlp | conv"
+    )
+    hidden: int = opt(256, "mlp: units per hidden layer of G and D")
+    layers: int = opt(3, "mlp: hidden layers of G and D")
+    channels: int = opt(64, "conv: base channels of G and D (DCGAN)")
+    activation: Activation = opt("relu", "G's activation (mlp); D uses leaky_relu")
+    spectral_norm: bool = opt(False, "spectral normalisation of D's layers (Miyato et al. 2018)")
+    dropout: float = opt(0.0, "dropout in D's hidden layers")
+    conditional: bool = opt(False, "class-conditional G and projection D (needs labelled data)")
+    d_steps: int = opt(0, "D updates per G update; 0: 5 for wgan-gp, else 1")
+    gp_weight: float = opt(10.0, "wgan-gp: weight of the gradient penalty")
+    d_lr: float = opt(0.0, "D's learning rate; 0: the training lr (two time-scale: larger)")
+    beta1: float | None = opt(None, "Adam's beta1 (both players); none: 0.5, or 0.0 for wgan-gp")
+    beta2: float | None = opt(None, "Adam's beta2 (both players); none: 0.999, or 0.9 for wgan-gp")
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(self.shape)
+        if self.levels is not None and self.levels < 2:
+            raise ConfigError(f"levels must be >= 2 or none, got {self.levels}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"unknown objective {self.objective!r}; use one of {', '.join(OBJECTIVES)}"
+            )
+        if min(self.latent, self.hidden, self.layers, self.channels) < 1:
+            raise ConfigError("latent, hidden, layers and channels must be >= 1")
+        if self.d_steps < 0 or self.gp_weight < 0 or self.d_lr < 0:
+            raise ConfigError("d_steps, gp_weight and d_lr must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("beta1", "beta2"):
+            b = getattr(self, name)
+            if b is not None and not 0 <= b < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {b}")
+        if self.conditional and not self.num_classes:
+            raise ConfigError(
+                "conditional=true needs num_classes: train on labelled data or set num_classes"
+            )
+
+
+@register("gan", "gan", "GAN: minimax, non-saturating, WGAN-GP or hinge; EMA generator")
+class GAN(GenerativeModel):
+    """``GAN(generator, discriminator, objective)``; see the module docstring.
+
+    The trainer calls :meth:`discriminator_step` and :meth:`generator_step` in turn (one G
+    step per :attr:`d_steps` D steps) with the optimiser groups of :meth:`player_params`.
+    """
+
+    Config = GANConfig
+    config: GANConfig
+    DATA_FIELDS = ("shape", "levels", "num_classes")
+    exact_likelihood = False
+    has_likelihood: ClassVar[bool] = False
+    adversarial: ClassVar[bool] = True
+    # the usual GAN recipe (Radford et al. 2016): a small lr, no clipping, no early stopping
+    # on a likelihood it does not have, a slow EMA of G for samples (Yazici et al. 2019)
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "lr": 2e-4,
+        "optimizer": "adam",
+        "grad_clip": 0.0,
+        "patience": 0,
+        "ema": 0.999,
+        "epochs": 100,
+    }
+
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__(config)
+        c = config
+        k = c.num_classes if c.conditional else 0
+        self.generator: nn.Module
+        self.discriminator: nn.Module
+        self.generator, self.discriminator = make_gan_nets(
+            c.shape,
+            c.latent,
+            backbone=c.backbone,
+            hidden=c.hidden,
+            channels=c.channels,
+            layers=c.layers,
+            activation=c.activation,
+            spectral_norm=c.spectral_norm,
+            num_classes=k or 0,
+            dropout=c.dropout,
+        )
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def for_data(cls, spec: DataSpec, **overrides: Any) -> GenerativeModel:
+        try:  # values may be strings from the command line; a bad one fails in the config
+            conditional = cfg_.coerce(overrides.get("conditional", False), bool)
+        except ValueError:
+            conditional = False
+        if conditional and not spec.num_classes:
+            raise DataError(
+                f"conditional=true needs labelled data, but {spec.name} has no labels; "
+                "drop conditional or choose labelled data"
+            )
+        return super().for_data(spec, **overrides)
+
+    @property
+    def d_steps(self) -> int:
+        """D updates per G update (the WGAN papers' n_critic)."""
+        c = self.config
+        return c.d_steps or (5 if c.objective == "wgan-gp" else 1)
+
+    def player_params(self, lr: float) -> dict[str, dict[str, Any]]:
+        """Adam settings per player: ``{"generator": {...}, "discriminator": {...}}``, each
+        with ``params``, ``lr`` and ``betas``."""
+        c = self.config
+        wgan = c.objective == "wgan-gp"
+        betas = (
+            c.beta1 if c.beta1 is not None else (0.0 if wgan else 0.5),
+            c.beta2 if c.beta2 is not None else (0.9 if wgan else 0.999),
+        )
+        return {
+            "generator": {"params": list(self.generator.parameters()), "lr": lr, "betas": betas},
+            "discriminator": {
+                "params": list(self.discriminator.parameters()),
+                "lr": c.d_lr or lr,
+                "betas": betas,
+            },
+        }
+
+    # -- data <-> the players' space ------------------------------------------------------
+    def _labels(self, n: int, labels: Any = None) -> Tensor | None:
+        """Labels for ``n`` draws: None for an unconditional GAN, else the given ones (one
+        for all, or one each) or uniform draws."""
+        c = self.config
+        if not c.conditional:
+            if labels is not None:
+                raise ConfigError("labels given, but this gan is not class-conditional")
+            return None
+        k = c.num_classes or 0
+        if labels is None:
+            return torch.randint(k, (n,), device=self.device)
+        y = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(n)
+        if y.numel() != n:
+            raise DataError(f"need one label per sample: got {y.numel()} labels for {n}")
+        if y.min() < 0 or y.max() >= k:
+            raise DataError(f"labels must lie in 0..{k - 1}, got {y.min()}..{y.max()}")
+        return y
+
+    def _batch(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        x, y = unpack(batch)
+        self.check_input(x)
+        if not self.config.conditional:
+            return x, None
+        if y is None:
+            raise DataError("a conditional gan trains on (x, y) batches: the data has no labels")
+        return x, y.to(x.device).long()
+
+    def _real(self, x: Tensor) -> Tensor:
+        """Data -> D's input space: discrete levels dequantised to ``(x + u) / L`` in [0, 1)."""
+        dtype = next(self.discriminator.parameters()).dtype
+        x = x.to(dtype)
+        if self.config.levels is None:
+            return x
+        return (x + torch.rand_like(x)) / self.config.levels
+
+    def _fake(self, z: Tensor, y: Tensor | None) -> Tensor:
+        """G's output in D's input space: ``sigmoid`` into (0, 1) for discrete data."""
+        h = self.generator(z, y)
+        return torch.sigmoid(h) if self.config.levels is not None else h
+
+    def _noise(self, n: int) -> Tensor:
+        p = next(self.generator.parameters())
+        return torch.randn(n, self.config.latent, device=p.device, dtype=p.dtype)
+
+    def mean(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """g(z) in the data's units: the Gaussian observation model's mean for AIS. For
+        discrete levels, ``L v - 1/2``: the centre of the level a dequantised v falls in."""
+        v = self._fake(z, y)
+        return v * self.config.levels - 0.5 if self.config.levels is not None else v
+
+    # -- the game ---------------------------------------------------------------------------
+    def discriminator_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """D's loss on a real batch and as many fakes (G frozen), with the gradient penalty
+        for wgan-gp, and D's mean outputs on both for the log."""
+        x, y = self._batch(batch)
+        real = self._real(x)
+        with torch.no_grad():
+            fake = self._fake(self._noise(x.shape[0]), y)
+        d_real, d_fake = self.discriminator(real, y), self.discriminator(fake, y)
+        loss = discriminator_loss(self.config.objective, d_real, d_fake)
+        if self.config.objective == "wgan-gp":
+            loss = loss + gradient_penalty(
+                self.discriminator, real, fake, y, weight=self.config.gp_weight
+            )
+        return loss, d_real_fake_stats(self.config.objective, d_real.detach(), d_fake.detach())
+
+    def generator_step(self, batch: Batch) -> Tensor:
+        """G's loss on a batch of fakes (as many as the real batch, with its labels)."""
+        x, y = self._batch(batch)
+        fake = self._fake(self._noise(x.shape[0]), y)
+        return generator_loss(self.config.objective, self.discriminator(fake, y))
+
+    def loss(self, batch: Batch) -> Tensor:
+        """Both players' losses summed: one scalar that reaches every parameter, for checks.
+        Training does not minimise it; the trainer alternates the two steps."""
+        d_loss, _ = self.discriminator_step(batch)
+        return d_loss + self.generator_step(batch)
+
+    def metrics(self, batch: Batch) -> dict[str, Tensor]:
+        """D's outputs on validation data and on as many fakes, ``[B]`` each, in the
+        objective's units (probabilities for minimax and non-saturating): a D that separates
+        validation from training data is memorising."""
+        x, y = self._batch(batch)
+        d_real = self.discriminator(self._real(x), y)
+        d_fake = self.discriminator(self._fake(self._noise(x.shape[0]), y), y)
+        if self.config.objective in ("minimax", "non-saturating"):
+            d_real, d_fake = torch.sigmoid(d_real), torch.sigmoid(d_fake)
+        return {"d_real": d_real, "d_fake": d_fake}
+
+    # -- the contract ---------------------------------------------------------------------
+    def log_prob(self, x: Tensor, num_samples: int = 1) -> Tensor:
+        raise NotImplementedError(
+            "a GAN has no likelihood; use its annealed importance sampling estimate under a "
+            "Gaussian observation model (Wu et al. 2017): model.ais_log_prob(x) in Python, "
+            "or dgm eval RUN --metrics ais"
+        )
+
+    def likelihood_note(self, num_samples: int = 1) -> str:
+        return "no likelihood (a GAN): see ais_log_prob"
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: Any = None, temperature: float = 1.0) -> Tensor:
+        """``n`` samples ``[n, *shape]``: whole levels ``floor(L v)`` for discrete data.
+        ``temperature`` scales the noise (< 1: the truncation trick's milder cousin)."""
+        y = self._labels(n, labels)
+        v = self._fake(self._noise(n) * temperature, y)
+        if self.config.levels is None:
+            return v.float()
+        return (v * self.config.levels).floor().clamp(0, self.config.levels - 1).float()
+
+    def ais_log_prob(
+        self,
+        x: Tensor,
+        sigma: float,
+        *,
+        steps: int = 1000,
+        chains: int = 16,
+        labels: Any = None,
+        progress: bool = False,
+        **kwargs: Any,
+    ) -> Tensor:
+        """The AIS estimate of log p(x) ``[B]`` in nats under x = g(z) + sigma eps, eps ~
+        N(0, I) in the data's units (Wu et al. 2017): a continuous density, not a probability
+        of discrete levels, and a stochastic lower bound in expectation. A conditional GAN
+        is scored under the mixture over its classes (uniform p(y)) unless ``labels`` are
+        given."""
+        from dgm.evaluation.ais import ais_log_prob
+
+        self.check_input(x)
+        x = x.to(next(self.generator.parameters()).dtype)
+        c = self.config
+        run = {"steps": steps, "chains": chains, "progress": progress, **kwargs}
+        if not c.conditional:
+            return ais_log_prob(lambda z: self.mean(z), x, c.latent, sigma, **run)
+        if labels is not None:
+            y = self._labels(x.shape[0], labels)
+            return ais_log_prob(lambda z: self.mean(z, _repeat(y, z)), x, c.latent, sigma, **run)
+        k = c.num_classes or 0
+        per_class = []
+        for label in range(k):
+            y = torch.full((x.shape[0],), label, device=x.device, dtype=torch.long)
+            per_class.append(
+                ais_log_prob(lambda z, y=y: self.mean(z, _repeat(y, z)), x, c.latent, sigma, **run)
+            )
+        return torch.logsumexp(torch.stack(per_class), 0) - math.log(k)
+
+
+def _repeat(y: Tensor | None, z: Tensor) -> Tensor | None:
+    """Labels ``[B]`` for a batch of ``z`` whose rows are chains x examples (chain-major)."""
+    if y is None:
+        return None
+    return y.repeat(z.shape[0] // y.shape[0])
+
+
+__all__ = ["GAN", "GANConfig", "Objective"]
