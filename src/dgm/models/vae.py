@@ -77,6 +77,12 @@ class VAEConfig(PriorConfig):
         "elbo", "training bound: the ELBO, or the IWAE bound with iwae_samples samples"
     )
     iwae_samples: int = opt(5, "importance samples of the iwae objective")
+    kl_samples: int = opt(
+        8,
+        "elbo objective, KL without a closed form (learned priors, flow posteriors): draws of "
+        "z for its Monte Carlo estimate in the loss; more cut the gradient noise that costs "
+        "such priors ~2 nats on digits, with no extra decoder pass",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,8 +97,8 @@ class VAEConfig(PriorConfig):
                 "free_bits acts on the analytic per-dimension KL: it needs prior=standard, "
                 "posterior=gaussian and objective=elbo"
             )
-        if self.iwae_samples < 1:
-            raise ConfigError(f"iwae_samples must be >= 1, got {self.iwae_samples}")
+        if self.iwae_samples < 1 or self.kl_samples < 1:
+            raise ConfigError("iwae_samples and kl_samples must be >= 1")
 
 
 class Draws(NamedTuple):
@@ -183,14 +189,25 @@ class VAE(LatentModel):
     # -- training -------------------------------------------------------------------------
     def loss(self, batch: Batch) -> Tensor:
         """Negative training bound (mean over the batch): the ELBO with its KL weighted by
-        :meth:`kl_weight` (free bits: each latent dimension's batch-mean KL counts as at least
-        ``free_bits`` nats, so codes below it get no push towards the prior), or the IWAE
-        bound with weights p(x|z) (p(z)/q(z|x))^w. Each call in training mode is one step of
-        the warm-up."""
+        :meth:`kl_weight` (a Monte Carlo KL averages ``kl_samples`` draws; free bits: each
+        latent dimension's batch-mean KL counts as at least ``free_bits`` nats, so codes below
+        it get no push towards the prior), or the IWAE bound with weights p(x|z)
+        (p(z)/q(z|x))^w. Each call in training mode is one step of the warm-up."""
         c = self.config
-        if c.objective == "elbo" and c.free_bits == 0:
+        mc_kl = not self.analytic_kl and c.kl_samples > 1
+        if c.objective == "elbo" and c.free_bits == 0 and not mc_kl:
             return super().loss(batch)
         x, w = self._training_step(batch)
+        if c.objective == "elbo" and mc_kl:
+            # one decoded draw for the reconstruction, kl_samples cheap draws for the KL
+            # (both unbiased; the KL's noise, not its mean, is what the extra draws cut)
+            h = self.encoder(self._prep(x))  # [B, H]
+            b, k = h.shape[0], c.latent
+            eps = torch.randn((1 + c.kl_samples) * b, k, device=h.device, dtype=h.dtype)
+            z, log_q = self.posterior.rsample(h.repeat(1 + c.kl_samples, 1), eps)  # [(1+S)B, .]
+            recon = self._score(x, z[:b])  # [B]
+            kl = (log_q[b:] - self.prior.log_prob(z[b:])).view(c.kl_samples, b).mean(0)  # [B]
+            return -recon.mean() + w * kl.mean()
         if c.objective == "iwae":
             d = self.draws(x, c.iwae_samples)
             return -iwae_bound(d.recon + w * (d.log_p - d.log_q)).mean()  # log_w [K, B]
