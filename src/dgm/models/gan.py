@@ -37,6 +37,7 @@ from dgm import config as cfg_
 from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
+from dgm.evaluation.ais import AISResult
 from dgm.models.base import Batch, GenerativeModel, unpack
 from dgm.models.gan_objectives import (
     OBJECTIVES,
@@ -296,40 +297,39 @@ class GAN(GenerativeModel):
             return v.float()
         return (v * self.config.levels).floor().clamp(0, self.config.levels - 1).float()
 
-    def ais_log_prob(
-        self,
-        x: Tensor,
-        sigma: float,
-        *,
-        steps: int = 1000,
-        chains: int = 16,
-        labels: Any = None,
-        progress: bool = False,
-        **kwargs: Any,
-    ) -> Tensor:
+    def ais(self, x: Tensor, sigma: float, *, labels: Any = None, **kwargs: Any) -> AISResult:
+        """AIS (Wu et al. 2017) for x ``[B, *shape]`` under x = g(z) + sigma eps in the data's
+        units, with its diagnostics (acceptance, effective sample size); options as
+        :func:`dgm.evaluation.ais.ais`. A conditional GAN needs ``labels`` here (see
+        :meth:`ais_log_prob` for the mixture over classes)."""
+        from dgm.evaluation.ais import ais
+
+        self.check_input(x)
+        x = x.to(next(self.generator.parameters()).dtype)
+        if self.config.conditional and labels is None:
+            raise ConfigError("a conditional gan's ais needs labels; ais_log_prob mixes classes")
+        y = self._labels(x.shape[0], labels)
+        was_training = self.training
+        self.eval()  # AIS needs a deterministic g: batch norm on its running statistics
+        try:
+            return ais(
+                lambda z: self.mean(z, _repeat(y, z)), x, self.config.latent, sigma, **kwargs
+            )
+        finally:
+            self.train(was_training)
+
+    def ais_log_prob(self, x: Tensor, sigma: float, *, labels: Any = None, **kwargs: Any) -> Tensor:
         """The AIS estimate of log p(x) ``[B]`` in nats under x = g(z) + sigma eps, eps ~
         N(0, I) in the data's units (Wu et al. 2017): a continuous density, not a probability
         of discrete levels, and a stochastic lower bound in expectation. A conditional GAN
         is scored under the mixture over its classes (uniform p(y)) unless ``labels`` are
-        given."""
-        from dgm.evaluation.ais import ais_log_prob
-
-        self.check_input(x)
-        x = x.to(next(self.generator.parameters()).dtype)
+        given. Options (``steps``, ``chains``, ``seed``, ``progress``...) as
+        :func:`dgm.evaluation.ais.ais`."""
         c = self.config
-        run = {"steps": steps, "chains": chains, "progress": progress, **kwargs}
-        if not c.conditional:
-            return ais_log_prob(lambda z: self.mean(z), x, c.latent, sigma, **run)
-        if labels is not None:
-            y = self._labels(x.shape[0], labels)
-            return ais_log_prob(lambda z: self.mean(z, _repeat(y, z)), x, c.latent, sigma, **run)
+        if not c.conditional or labels is not None:
+            return self.ais(x, sigma, labels=labels, **kwargs).log_prob
         k = c.num_classes or 0
-        per_class = []
-        for label in range(k):
-            y = torch.full((x.shape[0],), label, device=x.device, dtype=torch.long)
-            per_class.append(
-                ais_log_prob(lambda z, y=y: self.mean(z, _repeat(y, z)), x, c.latent, sigma, **run)
-            )
+        per_class = [self.ais(x, sigma, labels=label, **kwargs).log_prob for label in range(k)]
         return torch.logsumexp(torch.stack(per_class), 0) - math.log(k)
 
 

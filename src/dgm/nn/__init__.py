@@ -1,6 +1,14 @@
 """Network building blocks shared by the families."""
 
 from dgm.nn.causal import CausalBlock, CausalConv1d, CausalConvNet
+from dgm.nn.gan import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    apply_spectral_norm,
+    make_gan_nets,
+)
 from dgm.nn.made import MADENet, MaskedLinear, made_degrees
 from dgm.nn.pixelcnn import (
     GatedLayer,
@@ -25,12 +33,16 @@ __all__ = [
     "CausalConvNet",
     "CausalSelfAttention",
     "CausalTransformer",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
     "GatedLayer",
     "GatedPixelCNNNet",
     "GatedResidualBlock",
     "KVCache",
     "LayerCache",
     "MADENet",
+    "MLPDiscriminator",
+    "MLPGenerator",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNNNet",
@@ -38,6 +50,8 @@ __all__ = [
     "TransformerBlock",
     "VerticalConv",
     "WaveNet",
+    "apply_spectral_norm",
     "dilations",
     "made_degrees",
+    "make_gan_nets",
 ]
