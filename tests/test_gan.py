@@ -74,12 +74,17 @@ def test_samples_are_whole_levels_and_scaled_like_the_data():
     assert v.min() >= 0 and v.max() < 1
 
 
-def test_continuous_data_pass_unchanged():
-    model = make(shape=(2,), levels=None)
-    x = torch.randn(5, 2) * 3
-    assert torch.equal(model._real(x), x)
+def test_continuous_data_are_scaled_to_the_unit_box_and_back():
+    model = make(shape=(2,), levels=None, low=-4.0, high=2.0)
+    x = torch.tensor([[-4.0, 2.0], [-1.0, 0.5]])
+    v = model._real(x)
+    torch.testing.assert_close(v, torch.tensor([[-1.0, 1.0], [0.0, 0.5]]))
+    torch.testing.assert_close(model._to_data(v), x)
     s = model.sample(7)
     assert s.shape == (7, 2) and not torch.equal(s, s.round())
+    # AIS scores x in the data's units: mean() maps back like sample() does
+    z = torch.randn(3, model.config.latent)
+    torch.testing.assert_close(model.mean(z), model._to_data(model.generator(z)))
 
 
 def test_log_prob_names_the_ais_estimate():
@@ -104,7 +109,8 @@ def test_ais_through_the_model_recovers_a_linear_gaussian_generator():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(5, 2, generator=g, dtype=torch.float64)
     b = torch.randn(5, generator=g, dtype=torch.float64)
-    model = make(shape=(5,), levels=None, latent=2, backbone="mlp").double()
+    # low, high = -1, 1: the players' space is the data's, so g(z) = W z + b exactly
+    model = make(shape=(5,), levels=None, low=-1.0, high=1.0, latent=2, backbone="mlp").double()
     model.generator = _Linear(w, b)
     sigma = 0.5
     truth = torch.distributions.MultivariateNormal(

@@ -165,6 +165,23 @@ def test_ema_copies_integer_buffers_and_averages_floats():
 
     avg = [torch.zeros(3), torch.arange(4096)]
     cur = [torch.ones(3), torch.arange(4096).flip(0)]
-    ema_update(0.9)(avg, cur, torch.tensor(1))
+    ema_update(0.9)(avg, cur, torch.tensor(1000))  # warmed up: the decay itself
     torch.testing.assert_close(avg[0], torch.full((3,), 0.1))
     assert torch.equal(avg[1], cur[1])  # a lerp would have truncated these
+
+
+def test_ema_decay_warms_up_from_the_start():
+    """Early updates forget the start faster, (1 + n) / (10 + n), so a short run's average
+    is not mostly its random initialisation; the count continues from the average's own."""
+    from dgm.training.module import ema_update
+
+    update = ema_update(0.999)
+    avg = [torch.zeros(1)]
+    update(avg, [torch.ones(1)], torch.tensor(1))  # n = 1: decay 2/11
+    torch.testing.assert_close(avg[0], torch.tensor([9 / 11]))
+    update(avg, [torch.ones(1)], torch.tensor(1))  # n = 2 (counted here): decay 3/12
+    torch.testing.assert_close(avg[0], torch.tensor([1 - (2 / 11) * (3 / 12)]))
+    resumed = ema_update(0.999)
+    one = [torch.zeros(1)]
+    resumed(one, [torch.ones(1)], torch.tensor(10**6))  # a resumed long run: the full decay
+    torch.testing.assert_close(one[0], torch.tensor([0.001]))

@@ -17,7 +17,7 @@ projection discriminator: Miyato & Koyama 2018).
 Discrete data: D sees real examples dequantised to ``(x + u) / L`` in [0, 1) and G's
 ``sigmoid`` output in the same interval, so D cannot win on the data's discreteness alone;
 ``sample`` returns ``floor(L v)``, exact draws of the discrete model that G's density defines.
-Continuous data enter both players unchanged.
+Continuous data enter both players scaled from the data's [low, high] to [-1, 1].
 
 A GAN has no likelihood: ``log_prob`` raises and names :meth:`GAN.ais_log_prob`, the annealed
 importance sampling estimate of Wu et al. (2017), "On the quantitative analysis of
@@ -58,6 +58,8 @@ class GANConfig:
     shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
     levels: int | None = opt(17, "values per dimension, from the data (none: continuous)")
     num_classes: int | None = opt(None, "number of classes, from the data (None: unlabelled)")
+    low: float = opt(0.0, "smallest value in the data, from the data (continuous data: scaling)")
+    high: float = opt(1.0, "largest value in the data, from the data (continuous data: scaling)")
     latent: int = opt(32, "dimensions of the noise z ~ N(0, I)")
     objective: Objective = opt(
         "non-saturating", "minimax | non-saturating | wgan-gp (gradient penalty) | hinge"
@@ -96,6 +98,8 @@ class GANConfig:
             b = getattr(self, name)
             if b is not None and not 0 <= b < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {b}")
+        if not self.high > self.low:
+            raise ConfigError(f"need high > low, got low={self.low}, high={self.high}")
         if self.conditional and not self.num_classes:
             raise ConfigError(
                 "conditional=true needs num_classes: train on labelled data or set num_classes"
@@ -112,7 +116,7 @@ class GAN(GenerativeModel):
 
     Config = GANConfig
     config: GANConfig
-    DATA_FIELDS = ("shape", "levels", "num_classes")
+    DATA_FIELDS = ("shape", "levels", "num_classes", "low", "high")
     exact_likelihood = False
     has_likelihood: ClassVar[bool] = False
     adversarial: ClassVar[bool] = True
@@ -215,12 +219,20 @@ class GAN(GenerativeModel):
         return x, y.to(x.device).long()
 
     def _real(self, x: Tensor) -> Tensor:
-        """Data -> D's input space: discrete levels dequantised to ``(x + u) / L`` in [0, 1)."""
+        """Data -> the players' space: discrete levels dequantised to ``(x + u) / L`` in
+        [0, 1); continuous data scaled from [low, high] to [-1, 1] (a grid of modes 4 units
+        apart is hard to hit to 0.05 from a network's unit-scale outputs)."""
         dtype = next(self.discriminator.parameters()).dtype
         x = x.to(dtype)
-        if self.config.levels is None:
-            return x
-        return (x + torch.rand_like(x)) / self.config.levels
+        c = self.config
+        if c.levels is None:
+            return (x - 0.5 * (c.low + c.high)) * (2.0 / (c.high - c.low))
+        return (x + torch.rand_like(x)) / c.levels
+
+    def _to_data(self, v: Tensor) -> Tensor:
+        """Continuous data: the players' [-1, 1] back to [low, high] (the inverse of _real)."""
+        c = self.config
+        return v * (0.5 * (c.high - c.low)) + 0.5 * (c.low + c.high)
 
     def _fake(self, z: Tensor, y: Tensor | None) -> Tensor:
         """G's output in D's input space: ``sigmoid`` into (0, 1) for discrete data."""
@@ -235,7 +247,7 @@ class GAN(GenerativeModel):
         """g(z) in the data's units: the Gaussian observation model's mean for AIS. For
         discrete levels, ``L v - 1/2``: the centre of the level a dequantised v falls in."""
         v = self._fake(z, y)
-        return v * self.config.levels - 0.5 if self.config.levels is not None else v
+        return v * self.config.levels - 0.5 if self.config.levels is not None else self._to_data(v)
 
     # -- the game ---------------------------------------------------------------------------
     def discriminator_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -294,7 +306,7 @@ class GAN(GenerativeModel):
         y = self._labels(n, labels)
         v = self._fake(self._noise(n) * temperature, y)
         if self.config.levels is None:
-            return v.float()
+            return self._to_data(v).float()
         return (v * self.config.levels).floor().clamp(0, self.config.levels - 1).float()
 
     def ais(self, x: Tensor, sigma: float, *, labels: Any = None, **kwargs: Any) -> AISResult:

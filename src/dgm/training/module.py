@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from dgm.models.base import Batch, GenerativeModel
 from dgm.training.config import TrainConfig
@@ -18,14 +18,24 @@ from dgm.training.config import TrainConfig
 
 def ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
     """The EMA step for AveragedModel: floating tensors move towards the model's, others
-    (integer buffers such as counters or permutations) are copied; a lerp would truncate them."""
-    lerp = get_ema_multi_avg_fn(decay)
+    (integer buffers such as counters or permutations) are copied; a lerp would truncate them.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's
+    ExponentialMovingAverage): a plain 0.999 average after 780 steps (one MNIST epoch) would
+    still hold 46% of the random initialisation."""
+    seen: list[int] = []  # updates so far, counted on the host: no device sync per step
 
     def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        if not seen:  # once, also after a resume: the average's own count
+            seen.append(int(num_averaged))
+        else:
+            seen[0] += 1
+        n = seen[0]
+        d = min(decay, (1.0 + n) / (10.0 + n))
         pairs = list(zip(averaged, current))
         floats = [(a, c) for a, c in pairs if a.is_floating_point()]
         if floats:
-            lerp([a for a, _ in floats], [c for _, c in floats], num_averaged)
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - d)
         for a, c in pairs:
             if not a.is_floating_point():
                 a.copy_(c)
