@@ -244,6 +244,23 @@ def test_two_epoch_cli_run_per_objective(objective, tmp_path, run_cli, digit_fea
     assert torch.equal(a, two.sample(5))  # save -> load -> same samples
 
 
+def test_unlabelled_data_trains_and_says_why_no_quality(tmp_path, run_cli):
+    """No labels, no feature network: training still ends well and says so; eval asks for
+    --features."""
+    import numpy as np
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32))
+    run = tmp_path / "g"
+    code, _, err = run_cli(
+        "train", "gan", "--data", data, "--epochs", "1", "--out", run, "--set", "hidden=8",
+        "--set", "layers=1",
+    )  # fmt: skip
+    assert code == 0 and "no labels" in err, err
+    code, _, err = run_cli("eval", run)
+    assert code == 2 and "--features" in err
+
+
 def test_cli_toy_run_reports_modes(tmp_path, run_cli):
     run = tmp_path / "g"
     code, _, err = run_cli(

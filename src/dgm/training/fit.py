@@ -237,10 +237,19 @@ def finish(
     }
     if cfg.test and len(dataset.test) and not model.has_likelihood:
         # no likelihood (GANs): how good the samples are, with dgm's own feature network
-        from dgm.evaluation.sample_quality import evaluate_sample_quality
+        from dgm.evaluation.sample_quality import (
+            default_quality_metrics,
+            evaluate_sample_quality,
+        )
 
-        quality = evaluate_sample_quality(model, dataset, run, show=show)
-        results.update({f"test_{k}": v for k, v in quality.items()})
+        if default_quality_metrics(dataset):
+            quality = evaluate_sample_quality(model, dataset, run, show=show)
+            results.update({f"test_{k}": v for k, v in quality.items()})
+        else:
+            show(
+                f"note: {dataset.spec.name} has no labels for a feature network: no sample "
+                "quality measured; dgm eval RUN --features DIR can use another run's"
+            )
     elif cfg.test and len(dataset.test):
         test = evaluate_nll(model, dataset.test.x, cfg.eval_batch_size)
         if callable(getattr(model, "elbo", None)):  # latent models: also the bound trained on
