@@ -293,8 +293,9 @@ def time_epochs(name: str, args: argparse.Namespace, data: Any) -> dict[str, Any
     cfg = dgm_config(name, args.hidden, args.layers, args.latent, args.components)
     out: dict[str, Any] = {"model": name, "epochs": args.epochs}
     with tempfile.TemporaryDirectory() as tmp:
+        own = {k: v for k, v in cfg.items() if k not in ("shape", "levels")}  # from the data
         train(
-            "vae", data, f"{tmp}/dgm", model_config=cfg, show=lambda m: None,
+            "vae", data, f"{tmp}/dgm", model_config=own, show=lambda m: None,
             train_config={"epochs": args.epochs, "batch_size": args.batch, "lr": 1e-3,
                           "optimizer": "adam", "sample_every": 0, "patience": 0,
                           "test": False, "eval_batch_size": 500, "seed": args.seed},
