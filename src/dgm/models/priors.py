@@ -32,24 +32,22 @@ from dgm.transforms import FlowSequence, MaskedAutoregressive
 PriorName = Literal["standard", "mog", "vampprior", "flow"]
 PRIORS: tuple[str, ...] = PriorName.__args__  # type: ignore[attr-defined]
 
-# elements of the [rows, C, K] block a mixture density materialises at once (no-grad passes
-# over many importance samples stay within ~32 MiB of float64 per block)
-MIXTURE_BLOCK = 1 << 22
-
 
 def mixture_log_prob(z: Tensor, log_w: Tensor, mu: Tensor, log_std: Tensor) -> Tensor:
     """log sum_c w_c N(z; mu_c, diag sigma_c^2): ``z [B, K]``, ``log_w [C]`` (normalised),
-    ``mu, log_std [C, K]`` -> ``[B]``. Computed in row blocks so ``[B, C, K]`` never exists at
-    once; the differences ``z - mu_c`` are formed directly (no expanded square to cancel)."""
-    c, k = mu.shape
-    inv_std = torch.exp(-log_std)  # [C, K]
+    ``mu, log_std [C, K]`` -> ``[B]``.
+
+    The squared distances come from three matmuls, sum_k z_k^2 a_ck - 2 z_k mu_ck a_ck +
+    mu_ck^2 a_ck with a = 1 / sigma^2, so ``[B, C, K]`` is never formed: with C = 500
+    pseudo-inputs and 8 KL draws per example that block cost 3x pythae's whole VAMP epoch. The
+    expansion loses relative precision ~eps * (z / sigma)^2: up to ~1e-3 nats for a 40-d code
+    with sigma >= 0.05 in float32 (tested); the sum is clamped at 0 where rounding would make
+    it negative."""
+    k = mu.shape[1]
+    a = torch.exp(-2.0 * log_std)  # [C, K]
     const = log_w - log_std.sum(-1) - k * HALF_LOG_2PI  # [C]
-    rows = max(1, MIXTURE_BLOCK // max(1, c * k))
-    out = []
-    for start in range(0, z.shape[0], rows):
-        u = (z[start : start + rows, None, :] - mu) * inv_std  # [b, C, K]
-        out.append(torch.logsumexp(const - 0.5 * (u * u).sum(-1), dim=-1))  # [b]
-    return torch.cat(out) if out else z.new_zeros(0)
+    quad = (z * z) @ a.T - 2.0 * z @ (mu * a).T + (mu * mu * a).sum(-1)  # [B, C]
+    return torch.logsumexp(const - 0.5 * quad.clamp_min(0.0), dim=-1)  # [B]
 
 
 class StandardPrior(nn.Module):
