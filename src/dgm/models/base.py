@@ -77,6 +77,16 @@ class GenerativeModel(nn.Module):
                 "choose other data instead"
             )
         cls.check_spec(spec)
+        if "conditional" in cfg_.field_types(cls.Config):  # class-conditional families
+            try:  # values may be strings from the command line; a bad one fails in the config
+                conditional = cfg_.coerce(overrides.get("conditional", False), bool)
+            except ValueError:
+                conditional = False
+            if conditional and not spec.num_classes:
+                raise DataError(
+                    f"conditional=true needs labelled data, but {spec.name} has no labels; "
+                    "drop conditional or choose labelled data"
+                )
         return cls.from_config({**cls.data_config(spec), **overrides})
 
     @classmethod

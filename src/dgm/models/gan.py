@@ -33,9 +33,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from dgm import config as cfg_
 from dgm.config import opt
-from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.evaluation.ais import AISResult
 from dgm.models.base import Batch, GenerativeModel, unpack
@@ -151,19 +149,6 @@ class GAN(GenerativeModel):
         )
 
     # -- construction -------------------------------------------------------------------
-    @classmethod
-    def for_data(cls, spec: DataSpec, **overrides: Any) -> GenerativeModel:
-        try:  # values may be strings from the command line; a bad one fails in the config
-            conditional = cfg_.coerce(overrides.get("conditional", False), bool)
-        except ValueError:
-            conditional = False
-        if conditional and not spec.num_classes:
-            raise DataError(
-                f"conditional=true needs labelled data, but {spec.name} has no labels; "
-                "drop conditional or choose labelled data"
-            )
-        return super().for_data(spec, **overrides)
-
     @property
     def d_steps(self) -> int:
         """D updates per G update (the WGAN papers' n_critic)."""

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dgm import config as cfg_
 from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.distributions import make_likelihood
@@ -237,25 +236,6 @@ class GatedPixelCNN(_PixelModel):
             num_classes=c.num_classes if c.conditional else None,
             dropout=c.dropout,
         )
-
-    # -- construction -------------------------------------------------------------------
-    @classmethod
-    def for_data(cls, spec: DataSpec, **overrides: Any) -> GenerativeModel:
-        try:  # values may be strings from the command line; a bad one fails in the config
-            conditional = cfg_.coerce(overrides.get("conditional", False), bool)
-        except ValueError:
-            conditional = False
-        cls.check_spec(spec, conditional=conditional)
-        return super().for_data(spec, **overrides)
-
-    @classmethod
-    def check_spec(cls, spec: DataSpec, conditional: bool = False) -> None:
-        super().check_spec(spec)
-        if conditional and not spec.num_classes:
-            raise DataError(
-                f"conditional=true needs labelled data, but {spec.name} has no labels; "
-                "drop conditional or choose labelled data"
-            )
 
     # -- the contract -------------------------------------------------------------------
     def _net(self, inputs: Tensor, y: Tensor | None) -> Tensor:
