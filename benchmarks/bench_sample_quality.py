@@ -106,7 +106,8 @@ def main() -> None:
         net = feature_net_for(data, args.out / "features")
         print(f"features: {net.describe()}", flush=True)
         ref = sample_quality(net, real, data.train.x[:n], ("fd", "precision", "recall", "classes"))
-        print("| model | FD | precision | recall | classes covered | test NLL | epochs | train s |")
+        print("| model | FD | precision | recall | classes covered | test NLL (VAE: K=100) "
+              "| epochs | train s |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|")
         print(f"| training data | {ref['fd']:.2f} | {ref['precision']:.3f} | {ref['recall']:.3f} | "
               f"{ref['classes']['classes_covered']} / {ref['classes']['classes_total']} | - | - "
