@@ -43,6 +43,7 @@ from dgm.models.gan_objectives import (
     discriminator_loss,
     generator_loss,
     gradient_penalty,
+    natural_units,
 )
 from dgm.nn.causal import Activation
 from dgm.nn.gan import make_gan_nets
@@ -269,9 +270,11 @@ class GAN(GenerativeModel):
         x, y = self._batch(batch)
         d_real = self.discriminator(self._real(x), y)
         d_fake = self.discriminator(self._fake(self._noise(x.shape[0]), y), y)
-        if self.config.objective in ("minimax", "non-saturating"):
-            d_real, d_fake = torch.sigmoid(d_real), torch.sigmoid(d_fake)
-        return {"d_real": d_real, "d_fake": d_fake}
+        objective = self.config.objective
+        return {
+            "d_real": natural_units(objective, d_real),
+            "d_fake": natural_units(objective, d_fake),
+        }
 
     # -- the contract ---------------------------------------------------------------------
     def log_prob(self, x: Tensor, num_samples: int = 1) -> Tensor:

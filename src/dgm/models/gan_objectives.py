@@ -106,17 +106,23 @@ def r1_penalty(
     return weight / 2 * grad.flatten(1).pow(2).sum(1).mean()
 
 
+def natural_units(objective: str, logits: Tensor) -> Tensor:
+    """D's outputs in the objective's own units: sigmoid probabilities for minimax /
+    non-saturating, raw critic values for wgan-gp / hinge."""
+    _check(objective)
+    return torch.sigmoid(logits) if objective in PROBABILISTIC else logits
+
+
 def d_real_fake_stats(
     objective: str, real_logits: Tensor, fake_logits: Tensor
 ) -> dict[str, Tensor]:
-    """``{"d_real", "d_fake"}``: D's mean output on real and fake batches in the objective's
-    own units, sigmoid probabilities for minimax / non-saturating, raw critic values for
-    wgan-gp / hinge (their gap estimates the Wasserstein distance / the margin)."""
-    _check(objective)
-    real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
-    if objective in PROBABILISTIC:
-        real_logits, fake_logits = torch.sigmoid(real_logits), torch.sigmoid(fake_logits)
-    return {"d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
+    """``{"d_real", "d_fake"}``: D's mean output on real and fake batches in
+    :func:`natural_units` (for wgan-gp / hinge their gap estimates the Wasserstein distance /
+    the margin)."""
+    return {
+        "d_real": natural_units(objective, real_logits.detach()).mean(),
+        "d_fake": natural_units(objective, fake_logits.detach()).mean(),
+    }
 
 
 __all__ = [
@@ -125,5 +131,6 @@ __all__ = [
     "discriminator_loss",
     "generator_loss",
     "gradient_penalty",
+    "natural_units",
     "r1_penalty",
 ]
