@@ -1,4 +1,5 @@
-"""The ``dgm`` command: list | train | eval | sample (see DESIGN.md, "The command line").
+"""The ``dgm`` command: list | train | eval | sample | reconstruct | detect | ood (see DESIGN.md,
+"The command line").
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal error.
 """
@@ -16,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dgm import cli_ood
 from dgm.errors import ConfigError, DataError, DgmError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -170,6 +172,10 @@ def _parser() -> Parser:
     )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="cpu | cuda | auto")
+
+    from dgm.cli_ood import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -514,6 +520,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 show=_err,
             )
         )
+    y = dataset.split(args.split).y
+    if callable(getattr(model, "classify", None)) and y is not None and "nll" in metrics:
+        from dgm.evaluation.decision import evaluate_classifier
+
+        labels = evaluate_classifier(model, x, y[: x.shape[0]], args.batch_size)
+        out.update({"accuracy": labels["accuracy"], "ece": labels["ece"],
+                    "label_nll_nats": labels["label_nll"]})  # fmt: skip
     out.setdefault("n", int(x.shape[0]))
     out["run"] = str(args.run)
     if args.json:
@@ -531,7 +544,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"(sigma {out['ais_sigma']:g})"
         )
         print(f"  {out['ais_estimate']}")
+    if "ece" in out:
+        print(
+            f"  labels: accuracy {out['accuracy']:.4f}, expected calibration error "
+            f"{out['ece']:.4f}, nll {out['label_nll_nats']:.4f} nats"
+        )
     for key in ("fd", "precision", "recall", "accuracy"):
+        if key == "accuracy" and "ece" in out:
+            continue
         if key in out:
             print(f"  {key} {out[key]:.4f}")
     if "modes_covered" in out:
@@ -650,6 +670,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "sample": cmd_sample,
     "reconstruct": cmd_reconstruct,
+    "detect": cli_ood.cmd_detect,
+    "ood": cli_ood.cmd_ood,
 }
 
 

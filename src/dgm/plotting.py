@@ -194,3 +194,53 @@ def save_density(
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", bbox_inches="tight")
     return mass
+
+
+def save_score_histograms(
+    scores_in: dict[str, np.ndarray],
+    scores_out: dict[str, np.ndarray],
+    path: str | Path,
+    in_name: str = "in",
+    out_name: str = "out",
+    metrics: dict[str, dict[str, float]] | None = None,
+) -> None:
+    """OOD scores of in- and out-of-distribution inputs: one panel per score (those in both
+    dicts), overlaid density-normalised histograms on shared bins, the AUROC in the title when
+    ``metrics`` (``{score: {"auroc": ...}}``) has it. Bins span the 0.5-99.5 percentiles of
+    both sets; values beyond (infinities included) fall into the edge bins."""
+    names = [k for k in scores_in if k in scores_out]
+    if not names:
+        raise ValueError("no score present in both sets to plot")
+    cols = min(len(names), 3)
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(4.5 * cols, 3.4 * rows), dpi=100, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, name in zip(axes, names):
+        a = np.asarray(scores_in[name], dtype=np.float64).reshape(-1)
+        b = np.asarray(scores_out[name], dtype=np.float64).reshape(-1)
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        both = np.concatenate([a, b])
+        fin = both[np.isfinite(both)]
+        if fin.size:
+            lo, hi = np.percentile(fin, [0.5, 99.5])
+        else:
+            lo, hi = -1.0, 1.0
+        if hi <= lo:  # one value: a window around it
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = np.linspace(lo, hi, 41)
+        for v, label in ((a, in_name), (b, out_name)):
+            if v.size:  # clipping keeps the tails (and +-inf) visible in the edge bins
+                ax.hist(np.clip(v, lo, hi), bins=bins, density=True, alpha=0.55,
+                        label=f"{label} (n={v.size})")  # fmt: skip
+        auroc = (metrics or {}).get(name, {}).get("auroc")
+        ax.set_title(name if auroc is None else f"{name} (AUROC {auroc:.3f})")
+        ax.set_xlabel("score (higher = more OOD)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    for ax in axes[::cols]:
+        ax.set_ylabel("density")
+    fig.suptitle(f"{in_name} (in) vs {out_name} (out)")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", bbox_inches="tight")

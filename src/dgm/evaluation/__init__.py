@@ -1,7 +1,15 @@
 """Evaluation that reads models through the contract only: likelihoods (exact, importance-
-sampled, AIS for GAN generators) and sample quality on dgm's own feature networks."""
+sampled, AIS for GAN generators), sample quality on dgm's own feature networks, and the use of
+p(x) for decisions (out-of-distribution scores, calibrated decisions of hybrid models)."""
 
 from dgm.evaluation.ais import AISResult, ais, ais_log_prob, pick_sigma, reverse_ais
+from dgm.evaluation.decision import (
+    DECISIONS,
+    Thresholds,
+    calibrate,
+    decide,
+    evaluate_classifier,
+)
 from dgm.evaluation.features import (
     FeatureNet,
     feature_net_for,
@@ -17,6 +25,28 @@ from dgm.evaluation.likelihood import (
     per_example_nll,
     summarize_nll,
 )
+from dgm.evaluation.ood import (
+    COMPRESSORS,
+    SCORES,
+    accuracy,
+    aupr,
+    auroc,
+    code_length_bits,
+    complexity_score,
+    detection_metrics,
+    estimate_entropy,
+    expected_calibration_error,
+    fpr_at_tpr,
+    hybrid_score,
+    likelihood_ratio_score,
+    likelihood_score,
+    ood_report,
+    score_inputs,
+    typicality_scores,
+    typicality_statistic,
+    typicality_threshold,
+    unavailable_scores,
+)
 from dgm.evaluation.quality import (
     classifier_accuracy,
     feature_stats,
@@ -30,22 +60,42 @@ from dgm.evaluation.quality import (
 from dgm.evaluation.sample_quality import evaluate_sample_quality
 
 __all__ = [
+    "COMPRESSORS",
+    "DECISIONS",
+    "SCORES",
     "AISResult",
     "FeatureNet",
+    "Thresholds",
+    "accuracy",
     "ais",
     "ais_log_prob",
+    "aupr",
+    "auroc",
     "bits_per_dim",
+    "calibrate",
     "classifier_accuracy",
+    "code_length_bits",
+    "complexity_score",
+    "decide",
+    "detection_metrics",
+    "estimate_entropy",
+    "evaluate_classifier",
     "evaluate_elbo",
     "evaluate_nll",
     "evaluate_sample_quality",
+    "expected_calibration_error",
     "feature_net_for",
     "feature_stats",
+    "fpr_at_tpr",
     "frechet_distance",
     "frechet_distance_from_features",
+    "hybrid_score",
+    "likelihood_ratio_score",
+    "likelihood_score",
     "load_feature_net",
     "mode_coverage",
     "modes_by_classifier",
+    "ood_report",
     "per_example",
     "per_example_nll",
     "pick_sigma",
@@ -53,6 +103,11 @@ __all__ = [
     "reverse_ais",
     "sample_quality",
     "save_feature_net",
+    "score_inputs",
     "summarize_nll",
     "train_feature_net",
+    "typicality_scores",
+    "typicality_statistic",
+    "typicality_threshold",
+    "unavailable_scores",
 ]

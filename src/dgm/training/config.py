@@ -28,6 +28,12 @@ class TrainConfig:
         0, "training batches per epoch (0 = the whole training split): shorter epochs on big data"
     )
     max_time: float = opt(0.0, "seconds of training before stopping; 0 = no limit")
+    perturb: float = opt(
+        0.0,
+        "replace each value of a training input by a random level with this probability: a "
+        "background model for dgm ood's likelihood ratio (Ren et al. 2019 use 0.1-0.3, with "
+        "weight_decay); discrete data only",
+    )
     sample_every: int = opt(5, "epochs between sample grids")
     num_samples: int = opt(64, "samples in each grid")
     seed: int = opt(0, "seeds weights, shuffling and sampling: CPU runs repeat exactly")
@@ -48,6 +54,8 @@ class TrainConfig:
             raise ConfigError(f"epoch_batches must be >= 0, got {self.epoch_batches}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.perturb <= 1:
+            raise ConfigError(f"perturb must be in [0, 1], got {self.perturb}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.precision not in (

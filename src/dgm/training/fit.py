@@ -135,6 +135,11 @@ def train(
         "dgm_version": dgm.__version__,
     }
     adversarial = getattr(model, "adversarial", False)
+    if cfg.perturb > 0 and (getattr(model.config, "levels", None) is None or adversarial):
+        raise ConfigError(
+            "perturb trains a likelihood model of discrete data on mutated inputs; "
+            f"{model.name} on {dataset.spec.name} is not one: drop perturb"
+        )
     lit = (LitAdversarial if adversarial else LitModel)(model, cfg)
     data = TensorDataModule(dataset, cfg.batch_size, cfg.eval_batch_size)
     on_terminal = sys.stderr.isatty()
@@ -256,6 +261,11 @@ def finish(
             test.update(evaluate_elbo(model, dataset.test.x, cfg.eval_batch_size))
         test["estimate"] = model.likelihood_note()
         results.update({f"test_{k}": v for k, v in test.items()})
+    if cfg.test and len(dataset.test) and dataset.test.y is not None and _classifies(model):
+        from dgm.evaluation.decision import evaluate_classifier
+
+        labels = evaluate_classifier(model, dataset.test.x, dataset.test.y, cfg.eval_batch_size)
+        results.update({f"test_{k}": v for k, v in labels.items() if k != "n"})
     write_json(run / "results.json", results)
     write_summary(run, model, dataset, cfg, results)
     if results["val_nll_nats"] is not None:
@@ -265,6 +275,11 @@ def finish(
         )
     else:
         show(f"{results['epochs']} epochs in {elapsed:.1f}s; kept epoch {results['best_epoch']}")
+    if "test_accuracy" in results:
+        show(
+            f"test accuracy {results['test_accuracy']:.4f}, expected calibration error "
+            f"{results['test_ece']:.4f}"
+        )
     if "test_nll_nats" in results:
         show(
             f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
@@ -272,6 +287,11 @@ def finish(
         )
     show(f"wrote {run / 'samples.png'}, {run / 'loss.png'}, {run / 'summary.md'}")
     return results
+
+
+def _classifies(model: GenerativeModel) -> bool:
+    """Hybrid models p(y, x) = p(y|x) p(x) also answer ``classify(x) -> log p(y|x)``."""
+    return callable(getattr(model, "classify", None))
 
 
 def write_summary(

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
-from dgm.models.base import Batch, GenerativeModel
+from dgm.data.inputs import mutate
+from dgm.models.base import Batch, GenerativeModel, unpack
 from dgm.training.config import TrainConfig
 
 
@@ -86,6 +87,9 @@ class LitModel(L.LightningModule):
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        if self.cfg.perturb > 0:  # a likelihood ratio's background model sees mutated inputs
+            x, y = unpack(batch)
+            batch = (mutate(x, self.cfg.perturb, self.model.config.levels), y)
         loss = self._train_forward(batch)
         if not torch.isfinite(loss):
             raise TrainingError(
