@@ -34,15 +34,16 @@ class DeviceGuard(TorchFunctionMode):
         return out
 
 
-def exercise(model, x: Tensor) -> list[str]:
-    """Run a training step, scoring and sampling under the guard; return the offenders."""
+def exercise(model, x: Tensor, y: Tensor | None = None) -> list[str]:
+    """Run a training step (on ``(x, y)``: labels for the models that need them), scoring and
+    sampling under the guard; return the offenders."""
     guard = DeviceGuard()
     with guard:
         model.train()
-        model.loss((x, None)).backward()
+        model.loss((x, y)).backward()
         model.eval()
         if not model.has_likelihood:
-            model.metrics((x, None))
+            model.metrics((x, y))
         elif model.exact_likelihood:
             model.log_prob(x)
         else:

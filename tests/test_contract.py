@@ -42,6 +42,8 @@ TINY: dict[str, dict] = {
         "channels": 4,
         "prior": "vampprior",
     },
+    "hybrid-flow": {"hidden": 8, "blocks": 0, "head": "mlp", "head_hidden": 8},
+    "hybrid-vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "head_dropout": 0.1},
     "vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "prior": "vampprior"},
     "vqvae": {
         "num_codes": 8,
@@ -95,7 +97,7 @@ def test_log_prob_sample_loss_shapes(model, digits):
 
 def test_device_clean(model, digits):
     """No tensor made on the CPU by default inside loss, log_prob or sample."""
-    offenders = exercise(model, digits.train.x[:4])
+    offenders = exercise(model, digits.train.x[:4], digits.train.y[:4])
     assert not offenders, f"{model.name} makes CPU tensors in forward: {offenders}"
 
 

@@ -49,6 +49,9 @@ class GenerativeModel(nn.Module):
     discrete_only: ClassVar[bool] = False
     # False for models without log_prob (GANs): evaluation reports sample quality instead
     has_likelihood: ClassVar[bool] = True
+    # the validation metric (of ``metrics``, lower is better) that picks the best epoch, stops
+    # early and drives the plateau schedule; a hybrid's is its objective, not the NLL alone
+    monitor: ClassVar[str] = "nll"
     # training settings this family needs by default (the user's --set wins), e.g. a GAN's lr
     train_defaults: ClassVar[dict[str, Any]] = {}
 

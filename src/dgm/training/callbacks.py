@@ -99,7 +99,8 @@ class RunLog(Callback):
 
 
 class BestModel(Callback):
-    """Keep the model (EMA weights if used) with the lowest validation NLL as safetensors.
+    """Keep the model (EMA weights if used) with the lowest ``monitor`` (the validation NLL, or
+    the model's own ``monitor`` metric: a hybrid's joint objective) as safetensors.
 
     ``monitor=None`` (models without a likelihood, GANs) keeps the latest weights instead,
     except while the training module says they are ``suspect`` (a collapsing game)."""

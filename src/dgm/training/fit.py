@@ -144,11 +144,11 @@ def train(
     data = TensorDataModule(dataset, cfg.batch_size, cfg.eval_batch_size)
     on_terminal = sys.stderr.isatty()
     log = RunLog(run, dataset.spec, show=show)
-    monitor = "val_nll" if model.has_likelihood else None
+    monitor = f"val_{model.monitor}" if model.has_likelihood else None
     callbacks: list[L.Callback] = [log, BestModel(run, meta, monitor)]
     if cfg.patience > 0 and monitor is not None:
         callbacks.append(
-            EarlyStopping(monitor="val_nll", mode="min", patience=cfg.patience, check_finite=True)
+            EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_finite=True)
         )
     callbacks += [
         SampleGrid(run, dataset.spec, cfg.sample_every, cfg.num_samples),
@@ -225,8 +225,9 @@ def finish(
             model.log_prob, dataset.test.x[:5000], more, run / "density.png",
             title=f"{model.name} on {dataset.spec.name}",
         )  # fmt: skip
-    scored = [r for r in records if r.get("val_nll") is not None]
-    best = min(scored, key=lambda r: r["val_nll"]) if scored else {}
+    key = f"val_{model.monitor}"
+    scored = [r for r in records if r.get(key) is not None]
+    best = min(scored, key=lambda r: r[key]) if scored else {}
     if not model.has_likelihood and records:  # the latest weights were kept
         best = {"epoch": records[-1]["epoch"]}
     results: dict[str, Any] = {

@@ -141,7 +141,8 @@ class LitModel(L.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt, factor=0.5, patience=max(2, cfg.patience // 4)
             )
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_nll"}}
+            monitor = f"val_{self.model.monitor}"
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": monitor}}
         return opt
 
 
