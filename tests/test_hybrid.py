@@ -6,6 +6,9 @@ training on digits classifies far above chance."""
 from __future__ import annotations
 
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -273,3 +276,31 @@ def test_cli_run_keeps_the_epoch_with_the_best_joint_objective(tmp_path, run_cli
     assert results["best_epoch"] == best["epoch"]
     assert results["val_nll_nats"] == pytest.approx(best["val_nll"])
     assert 0 <= results["test_ece"] <= 1 and 0.1 < results["test_accuracy"] <= 1
+
+
+def test_detect_on_the_example_inputs(tmp_path, run_cli, monkeypatch):
+    """The README's path: train a hybrid, write examples/detect_inputs.py's folder, detect."""
+    run, inputs = tmp_path / "h", tmp_path / "inputs"
+    sets = [a for k, v in {**TINY_FLOW, "sample_every": 0}.items() for a in ("--set", f"{k}={v}")]
+    code, _, err = run_cli(
+        "train", "hybrid-flow", "--data", "digits", "--epochs", "2", "--out", run, *sets
+    )
+    assert code == 0, err
+    script = Path(__file__).parents[1] / "examples" / "detect_inputs.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(inputs), "-n", "3"])
+    runpy.run_path(str(script), run_name="__main__")
+    code, out, err = run_cli("detect", run, inputs, "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows, summary = lines[:-1], lines[-1]["summary"]
+    # 3 digits, 3 inverted, 3 noise, 1 shifted, a batch of 3, and 2 files it must refuse
+    assert summary["inputs"] == len(rows) == 15 and summary["invalid"] == 2
+    by_name = {r["input"].split("/")[-1]: r for r in rows}
+    assert "28x28" in by_name["wrong-size.png"]["error"] and "error" in by_name["notes.txt"]
+    scored = [r for r in rows if "error" not in r]
+    assert all(0 <= r["label"] < 10 and 0 < r["p_label"] <= 1 for r in scored)
+    # even two epochs put noise far below the digits, under the calibrated threshold
+    assert all(by_name[f"noise-{i}.png"]["decision"] == "uncertain-object" for i in range(3))
+    assert max(by_name[f"noise-{i}.png"]["log_px"] for i in range(3)) < min(
+        by_name[f"digit-{i}.png"]["log_px"] for i in range(3)
+    )
