@@ -64,6 +64,29 @@ def test_each_player_gets_only_its_gradients(objective, backbone):
     assert all(_grads(model.generator)), "G's loss must reach every G parameter"
 
 
+@pytest.mark.parametrize("backbone", ["mlp", "conv"])
+def test_packed_d_judges_whole_packs(backbone):
+    """PacGAN: with pack=m, D scores B // m packs, each a function of all m of its samples
+    and of no other; a remainder is left out, and the players still get only their grads."""
+    model = make(pack=3, backbone=backbone, objective="wgan-gp")
+    x = digits_like(7)  # two packs of 3, one example left over
+    assert model.metrics(x)["d_real"].shape == (2,)
+    v = model._real(x).requires_grad_(True)
+    out = model.discriminator(model._pack(v), None)  # [2]
+    (grad,) = torch.autograd.grad(out[0], v)
+    moved = grad.flatten(1).abs().sum(1) > 0
+    assert moved.tolist() == [True, True, True, False, False, False, False]
+    d_loss, _ = model.discriminator_step(x)
+    d_loss.backward()
+    assert all(_grads(model.discriminator)) and not any(_grads(model.generator))
+    with pytest.raises(DataError, match="at least 3"):
+        model.discriminator_step(x[:2])
+    with pytest.raises(ConfigError, match="pack"):
+        make(pack=2, conditional=True, num_classes=10)
+    with pytest.raises(ConfigError, match="pack"):
+        make(pack=0)
+
+
 def test_samples_are_whole_levels_and_scaled_like_the_data():
     model = make().eval()
     s = model.sample(50)

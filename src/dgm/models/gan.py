@@ -11,8 +11,10 @@ the same paper, the Wasserstein critic with a gradient penalty (``wgan-gp``, Gul
 2017, "Improved Training of Wasserstein GANs") or the ``hinge`` loss (Lim & Ye 2017; Miyato et
 al. 2018, "Spectral Normalization for Generative Adversarial Networks"). Options: spectral
 normalisation of D, two time-scale learning rates (Heusel et al. 2017), several critic steps
-per generator step, and a class-conditional variant (G reads a label embedding, D is a
-projection discriminator: Miyato & Koyama 2018).
+per generator step, a class-conditional variant (G reads a label embedding, D is a
+projection discriminator: Miyato & Koyama 2018), and packing (``pack`` = m: D judges m samples
+at once, all real or all generated, which penalises a G that lacks modes: Lin et al. 2018,
+"PacGAN: The power of two samples in generative adversarial networks").
 
 Discrete data: D sees real examples dequantised to ``(x + u) / L`` in [0, 1) and G's
 ``sigmoid`` output in the same interval, so D cannot win on the data's discreteness alone;
@@ -73,6 +75,7 @@ class GANConfig:
     spectral_norm: bool = opt(False, "spectral normalisation of D's layers (Miyato et al. 2018)")
     dropout: float = opt(0.0, "dropout in D's hidden layers")
     conditional: bool = opt(False, "class-conditional G and projection D (needs labelled data)")
+    pack: int = opt(1, "samples D judges together (PacGAN; 2-4 against missing modes)")
     d_steps: int = opt(0, "D updates per G update; 0: 5 for wgan-gp, else 1")
     gp_weight: float = opt(10.0, "wgan-gp: weight of the gradient penalty")
     d_lr: float = opt(0.0, "D's learning rate; 0: the training lr (two time-scale: larger)")
@@ -99,6 +102,10 @@ class GANConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {b}")
         if not self.high > self.low:
             raise ConfigError(f"need high > low, got low={self.low}, high={self.high}")
+        if self.pack < 1:
+            raise ConfigError(f"pack must be >= 1, got {self.pack}")
+        if self.pack > 1 and self.conditional:
+            raise ConfigError("pack > 1 (PacGAN) and conditional=true do not combine: choose one")
         if self.conditional and not self.num_classes:
             raise ConfigError(
                 "conditional=true needs num_classes: train on labelled data or set num_classes"
@@ -147,6 +154,7 @@ class GAN(GenerativeModel):
             spectral_norm=c.spectral_norm,
             num_classes=k or 0,
             dropout=c.dropout,
+            pack=c.pack,
         )
 
     # -- construction -------------------------------------------------------------------
@@ -236,13 +244,26 @@ class GAN(GenerativeModel):
         return v * self.config.levels - 0.5 if self.config.levels is not None else self._to_data(v)
 
     # -- the game ---------------------------------------------------------------------------
+    def _pack(self, v: Tensor) -> Tensor:
+        """``[B, C, ...] -> [B / m, m C, ...]``: m consecutive samples side by side along the
+        first axis of the event (PacGAN stacks images by channel, vectors end to end); a
+        remainder of the batch that fills no pack is left out."""
+        m = self.config.pack
+        if m == 1:
+            return v
+        b = v.shape[0] - v.shape[0] % m
+        if b == 0:
+            raise DataError(f"pack={m} needs batches of at least {m} examples, got {v.shape[0]}")
+        return v[:b].reshape(b // m, m * v.shape[1], *v.shape[2:])
+
     def discriminator_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """D's loss on a real batch and as many fakes (G frozen), with the gradient penalty
-        for wgan-gp, and D's mean outputs on both for the log."""
+        for wgan-gp (on whole packs: the critic is a function of the pack), and D's mean
+        outputs on both for the log."""
         x, y = self._batch(batch)
-        real = self._real(x)
+        real = self._pack(self._real(x))
         with torch.no_grad():
-            fake = self._fake(self._noise(x.shape[0]), y)
+            fake = self._pack(self._fake(self._noise(x.shape[0]), y))
         d_real, d_fake = self.discriminator(real, y), self.discriminator(fake, y)
         loss = discriminator_loss(self.config.objective, d_real, d_fake)
         if self.config.objective == "wgan-gp":
@@ -254,7 +275,7 @@ class GAN(GenerativeModel):
     def generator_step(self, batch: Batch) -> Tensor:
         """G's loss on a batch of fakes (as many as the real batch, with its labels)."""
         x, y = self._batch(batch)
-        fake = self._fake(self._noise(x.shape[0]), y)
+        fake = self._pack(self._fake(self._noise(x.shape[0]), y))
         return generator_loss(self.config.objective, self.discriminator(fake, y))
 
     def loss(self, batch: Batch) -> Tensor:
@@ -264,12 +285,12 @@ class GAN(GenerativeModel):
         return d_loss + self.generator_step(batch)
 
     def metrics(self, batch: Batch) -> dict[str, Tensor]:
-        """D's outputs on validation data and on as many fakes, ``[B]`` each, in the
-        objective's units (probabilities for minimax and non-saturating): a D that separates
-        validation from training data is memorising."""
+        """D's outputs on validation data and on as many fakes, ``[B]`` each (``[B / pack]``
+        packs), in the objective's units (probabilities for minimax and non-saturating): a D
+        that separates validation from training data is memorising."""
         x, y = self._batch(batch)
-        d_real = self.discriminator(self._real(x), y)
-        d_fake = self.discriminator(self._fake(self._noise(x.shape[0]), y), y)
+        d_real = self.discriminator(self._pack(self._real(x)), y)
+        d_fake = self.discriminator(self._pack(self._fake(self._noise(x.shape[0]), y)), y)
         objective = self.config.objective
         return {
             "d_real": natural_units(objective, d_real),

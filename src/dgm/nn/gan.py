@@ -292,22 +292,25 @@ def make_gan_nets(
     num_classes: int | None = 0,
     dropout: float = 0.0,
     d_norm: Norm = "none",
+    pack: int = 1,
 ) -> tuple[nn.Module, nn.Module]:
     """``(G, D)`` for data of event shape ``shape``: DCGAN for images of 8x8 and up under
-    ``"auto"``, the MLP pair otherwise. ``activation`` is G's (mlp); D uses LeakyReLU(0.2)."""
+    ``"auto"``, the MLP pair otherwise. ``activation`` is G's (mlp); D uses LeakyReLU(0.2).
+    ``pack`` > 1: D reads ``pack`` samples stacked along the event's first axis (PacGAN)."""
     shape = tuple(int(s) for s in shape)
+    d_shape = (shape[0] * pack, *shape[1:])
     k = int(num_classes or 0)
     if backbone == "auto":
         backbone = "conv" if len(shape) == 3 and min(shape[1:]) >= 8 else "mlp"
     if backbone == "conv":
         return (
             DCGANGenerator(latent, shape, channels, num_classes=k),
-            DCGANDiscriminator(shape, channels, spectral_norm, k, dropout, norm=d_norm),
+            DCGANDiscriminator(d_shape, channels, spectral_norm, k, dropout, norm=d_norm),
         )
     if backbone == "mlp":
         return (
             MLPGenerator(latent, shape, hidden, layers, activation, num_classes=k),
-            MLPDiscriminator(shape, hidden, layers, "leaky_relu", spectral_norm, k, dropout),
+            MLPDiscriminator(d_shape, hidden, layers, "leaky_relu", spectral_norm, k, dropout),
         )
     raise ConfigError(f"unknown gan backbone {backbone!r}: choose auto, mlp or conv")
 
