@@ -26,8 +26,7 @@ from _cli import dgm, dgm_json, sets
 
 from dgm.data import load_dataset
 
-# found by the runs in the issue-7 note: dropout on the features regularises the head
-DEFAULT_SET = ["head_dropout=0.5"]
+DEFAULT_SET: list[str] = []  # the model's defaults
 
 
 def train(run: Path, model: str, items: list[str], seed: int, args: argparse.Namespace) -> dict:
@@ -77,7 +76,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--max-time", type=float, default=0, help="training seconds per model")
     p.add_argument("--keep", type=float, default=0.95, help="validation share kept by dgm detect")
-    p.add_argument("--no-baseline", action="store_true", help="skip the weight=0 classifier")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=["hybrid", "plain"],
+        default=["hybrid", "plain"],
+        help="train the hybrid and/or the plain classifier (weight=0)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dir", type=Path, default=None, help="default runs/bench-hybrid-MODEL")
     p.add_argument("--json", type=Path, help="also write the results to this file")
@@ -86,11 +91,12 @@ def main() -> None:
     root = args.dir or Path(f"runs/bench-hybrid-{args.model}")
     rows = []
     for seed in args.seeds:
-        kinds = [("hybrid", items)]
-        if not args.no_baseline:
-            kinds.append(("classifier (weight=0)", [*items, "weight=0"]))
-        for kind, its in kinds:
-            tag = "hybrid" if kind == "hybrid" else "plain"
+        kinds = {
+            "hybrid": ("hybrid", items),
+            "plain": ("classifier (weight=0)", [*items, "weight=0"]),
+        }
+        for tag in args.kinds:
+            kind, its = kinds[tag]
             run = root / f"{tag}-s{seed}"
             res = train(run, args.model, its, seed, args)
             row = {

@@ -64,9 +64,10 @@ def main() -> None:
     t_bg = train(bg, args.model, args.in_data, bg_items, args)
     res_fg = json.loads((fg / "results.json").read_text())
     nll, bpd = res_fg.get("test_nll_nats", float("nan")), res_fg.get("test_bpd", float("nan"))
+    took = lambda t: "reused" if t != t else f"{t:.0f} s"  # noqa: E731 (nan: an earlier run)
     print(
-        f"model: {args.model} {' '.join(items)}; {res_fg['epochs']} epochs ({t_fg:.0f} s), "
-        f"test NLL {nll:.1f} nats ({bpd:.3f} bpd); background {t_bg:.0f} s",
+        f"model: {args.model} {' '.join(items)}; {res_fg['epochs']} epochs ({took(t_fg)}), "
+        f"test NLL {nll:.1f} nats ({bpd:.3f} bpd); background {took(t_bg)}",
         flush=True,
     )
     results = []

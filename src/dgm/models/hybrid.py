@@ -58,7 +58,9 @@ class HybridFields:
     )
     head: Literal["linear", "mlp"] = opt("linear", "classifier on the features: linear | mlp")
     head_hidden: int = opt(128, "mlp head: units of its hidden layer")
-    head_dropout: float = opt(0.0, "dropout on the features entering the head (and its hidden)")
+    # 0.5: on digits it lifted test accuracy from 92.6% to 94-95% and cut the calibration
+    # error from 0.07 to 0.02 at about the same NLL (the runs in the issue-7 note)
+    head_dropout: float = opt(0.5, "dropout on the features entering the head (and its hidden)")
 
     def __post_init__(self) -> None:
         parent = getattr(super(), "__post_init__", None)
