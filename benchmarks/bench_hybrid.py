@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from _cli import dgm, dgm_json, sets
+from _cli import dgm_json, sets, train_once
 
 from dgm.data import load_dataset
 
@@ -30,16 +30,10 @@ DEFAULT_SET: list[str] = []  # the model's defaults
 
 
 def train(run: Path, model: str, items: list[str], seed: int, args: argparse.Namespace) -> dict:
-    if not (run / "results.json").is_file():
-        cmd = ["train", model, "--data", "digits", "--out", run, "--overwrite", "--seed", seed]
-        cmd += ["--set", "sample_every=0", *sets(items)]
-        if args.max_time:
-            cmd += ["--max-time", args.max_time]
-        code, _, err = dgm(*cmd, threads=args.threads)
-        if code != 0:
-            raise SystemExit(f"training {run} failed: {err.strip()[-400:]}")
-    else:
-        print(f"reusing {run}", flush=True)
+    flags = ["--seed", seed, "--set", "sample_every=0", *sets(items)]
+    if args.max_time:
+        flags += ["--max-time", args.max_time]
+    train_once(run, model, "digits", *flags, threads=args.threads)
     return json.loads((run / "results.json").read_text())
 
 

@@ -490,13 +490,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         x = x[: args.limit]
     if dataset.spec.binarize and args.split == "train":  # probabilities: one fixed draw
         x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
-    model.check_input(x)
-    levels = getattr(model.config, "levels", None)
-    if levels is not None and x.numel() and (x.min() < 0 or x.max() > levels - 1):
-        raise DataError(
-            f"{name}: values span [{x.min().item():g}, {x.max().item():g}] but the model "
-            f"was trained on {levels} levels (0..{levels - 1})"
-        )
+    cli_ood.check_levels(model, x, name)
     torch.manual_seed(args.seed)
     out: dict[str, Any] = {"model": model.name, "data": str(name), "split": args.split}
     if "nll" in metrics:

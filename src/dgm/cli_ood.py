@@ -136,7 +136,8 @@ def _eval_inputs(ds: Any, split: str, limit: int | None) -> Any:
     return x
 
 
-def _check_levels(model: Any, x: Any, what: str) -> None:
+def check_levels(model: Any, x: Any, what: str) -> None:
+    """The model takes x: its shape (``check_input``) and, for discrete data, its levels."""
     model.check_input(x)
     levels = getattr(model.config, "levels", None)
     if levels is not None and x.numel() and (x.min() < 0 or x.max() > levels - 1):
@@ -274,7 +275,7 @@ def cmd_ood(args: argparse.Namespace) -> int:
     ds_in = _run_dataset(cfg, args.in_data, args.data_dir)
     in_name = args.in_data or cfg.get("data", {}).get("name", "digits")
     x_in = _eval_inputs(ds_in, args.split, args.limit)
-    _check_levels(model, x_in, f"--in {in_name}")
+    check_levels(model, x_in, f"--in {in_name}")
     if args.out_data in DERIVED:
         x_out = derived_inputs(args.out_data, x_in, ds_in.spec, args.seed)
     else:
@@ -282,12 +283,12 @@ def cmd_ood(args: argparse.Namespace) -> int:
 
         ds_out = load_dataset(args.out_data, args.data_dir or cfg.get("data", {}).get("data_dir"))
         x_out = _eval_inputs(ds_out, args.split, args.limit)
-    _check_levels(model, x_out, f"--out {args.out_data}")
+    check_levels(model, x_out, f"--out {args.out_data}")
     background = None
     if args.background:
         background, _ = _load_run(args.background, args.device)
         _likelihood_model(background)
-        _check_levels(background, x_in[:1], f"--background {args.background}")
+        check_levels(background, x_in[:1], f"--background {args.background}")
     k = _num_samples(args, model)
     kw = {} if k is None else {"num_samples": k}
     torch.manual_seed(args.seed)
