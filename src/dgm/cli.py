@@ -475,6 +475,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from dgm.data import load_dataset
+    from dgm.evaluation.decision import classifies, evaluate_classifier
     from dgm.evaluation.sample_quality import QUALITY_METRICS, evaluate_sample_quality
 
     model, cfg = _load_run(args.run, args.device)
@@ -515,9 +516,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             )
         )
     y = dataset.split(args.split).y
-    if callable(getattr(model, "classify", None)) and y is not None and "nll" in metrics:
-        from dgm.evaluation.decision import evaluate_classifier
-
+    if y is not None and "nll" in metrics and classifies(model):
         labels = evaluate_classifier(model, x, y[: x.shape[0]], args.batch_size)
         out.update({"accuracy": labels["accuracy"], "ece": labels["ece"],
                     "label_nll_nats": labels["label_nll"]})  # fmt: skip

@@ -7,6 +7,7 @@ from dgm.evaluation.decision import (
     DECISIONS,
     Thresholds,
     calibrate,
+    classifies,
     decide,
     evaluate_classifier,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "bits_per_dim",
     "calibrate",
     "classifier_accuracy",
+    "classifies",
     "code_length_bits",
     "complexity_score",
     "decide",

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from dgm.errors import ConfigError, DataError
+from dgm.evaluation.likelihood import per_example
 
 DECISIONS = ("confident", "uncertain-label", "uncertain-object")
 
@@ -103,6 +104,11 @@ def score(
     return log_px, (torch.cat(lys) if lys else None)
 
 
+def classifies(model: Any) -> bool:
+    """Hybrid models p(y, x) = p(y|x) p(x) also answer ``classify(x) -> log p(y|x)``."""
+    return callable(getattr(model, "classify", None))
+
+
 @torch.no_grad()
 def evaluate_classifier(
     model: Any, x: Tensor, y: Tensor, batch_size: int = 500, bins: int = 15
@@ -111,11 +117,7 @@ def evaluate_classifier(
     log-likelihood of the labels, for a model with ``classify(x) -> log p(y|x)``."""
     from dgm.evaluation.ood import accuracy, expected_calibration_error
 
-    model.eval()
-    log_py = torch.cat(
-        [model.classify(x[i : i + batch_size].to(model.device)).double().cpu()
-         for i in range(0, x.shape[0], batch_size)]
-    )  # fmt: skip
+    log_py = per_example(model.classify, model, x, batch_size)  # [N, C] float64, CPU
     y = y.cpu()
     return {
         "accuracy": accuracy(log_py, y),

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from dgm.data.inputs import mutate
 from dgm.errors import ConfigError, DataError
+from dgm.evaluation.decision import classifies
 from dgm.evaluation.likelihood import per_example
 
 ArrayLike = Tensor | np.ndarray | list | tuple
@@ -348,7 +349,7 @@ def unavailable_scores(
     )
     if reason is not None:
         out["complexity"] = reason
-    if not callable(getattr(model, "classify", None)):
+    if not classifies(model):
         out["hybrid"] = f"{model.name} has no classifier (classify)"
     return out
 

@@ -28,6 +28,7 @@ from dgm import config as cfg_
 from dgm import registry
 from dgm.data.base import Dataset
 from dgm.errors import CheckpointError, ConfigError
+from dgm.evaluation.decision import classifies, evaluate_classifier
 from dgm.evaluation.likelihood import evaluate_elbo, evaluate_nll
 from dgm.io import CONFIG, WEIGHTS, atomic_write, read_config, write_json
 from dgm.models.base import GenerativeModel
@@ -262,9 +263,7 @@ def finish(
             test.update(evaluate_elbo(model, dataset.test.x, cfg.eval_batch_size))
         test["estimate"] = model.likelihood_note()
         results.update({f"test_{k}": v for k, v in test.items()})
-    if cfg.test and len(dataset.test) and dataset.test.y is not None and _classifies(model):
-        from dgm.evaluation.decision import evaluate_classifier
-
+    if cfg.test and len(dataset.test) and dataset.test.y is not None and classifies(model):
         labels = evaluate_classifier(model, dataset.test.x, dataset.test.y, cfg.eval_batch_size)
         results.update({f"test_{k}": v for k, v in labels.items() if k != "n"})
     write_json(run / "results.json", results)
@@ -288,11 +287,6 @@ def finish(
         )
     show(f"wrote {run / 'samples.png'}, {run / 'loss.png'}, {run / 'summary.md'}")
     return results
-
-
-def _classifies(model: GenerativeModel) -> bool:
-    """Hybrid models p(y, x) = p(y|x) p(x) also answer ``classify(x) -> log p(y|x)``."""
-    return callable(getattr(model, "classify", None))
 
 
 def write_summary(
