@@ -71,7 +71,7 @@ from side_by_side import Side, profile_side, seconds_per_step
 from torch import Tensor, nn
 
 import dgm
-from dgm.nn.flownets import ConvConditioner
+from dgm.nn.conv import ConvConditioner
 
 try:
     import normflows as nf

@@ -31,7 +31,10 @@ import torch
 
 import dgm
 
-MODULES = {"wavenet": "dgm.models.wavenet", "transformer-arm": "dgm.models.transformer_arm"}
+MODULES = {
+    "wavenet": "dgm.models.autoregressive.wavenet",
+    "transformer-arm": "dgm.models.autoregressive.transformer_arm",
+}
 
 
 def build(name: str, levels: int, run: str | None, device: str) -> dgm.models.GenerativeModel:

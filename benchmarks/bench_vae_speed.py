@@ -89,7 +89,7 @@ from torch import Tensor, nn
 
 import dgm
 from dgm.evaluation.likelihood import evaluate_nll
-from dgm.models.vae import CHUNK
+from dgm.models.latent.vae import CHUNK
 
 try:
     from pythae.models import VAE as PVAE
@@ -109,7 +109,7 @@ MODELS = ("vae", "vamp", "vamp-direct")
 
 # -- theirs: the same networks as pythae modules ----------------------------------------------
 def _mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear -> ReLU for every consecutive pair, as dgm's ``dgm.nn.vae._mlp``."""
+    """Linear -> ReLU for every consecutive pair, as dgm's ``dgm.models.latent.networks._mlp``."""
     layers: list[nn.Module] = []
     for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
@@ -286,8 +286,8 @@ def time_epochs(name: str, args: argparse.Namespace, data: Any) -> dict[str, Any
     from pythae.pipelines import TrainingPipeline
     from pythae.trainers import BaseTrainerConfig
 
+    from dgm.pipeline import train
     from dgm.training.callbacks import read_metrics
-    from dgm.training.fit import train
 
     torch.manual_seed(args.seed)
     cfg = dgm_config(name, args.hidden, args.layers, args.latent, args.components)

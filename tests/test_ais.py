@@ -19,6 +19,7 @@ from dgm.evaluation.ais import (
     reverse_ais,
     sigma_scores,
 )
+from dgm.models.capabilities import ImplicitGenerator
 from tests.device_guard import DeviceGuard
 
 F64 = torch.float64
@@ -199,9 +200,18 @@ def test_sigma_picker_finds_the_noise_that_made_the_data() -> None:
     assert max(scores, key=scores.__getitem__) == sigma
     assert all(scores[s] <= exact[s] + 0.05 for s in grid)
 
-    class Model:  # what the CLI passes: a model with its own ais_log_prob
-        def ais_log_prob(self, x: Tensor, sigma: float, **kw: object) -> Tensor:
-            return ais_log_prob(g, x, K, sigma, **kw)  # type: ignore[arg-type]
+    class Model(torch.nn.Module, ImplicitGenerator):  # what the CLI passes: a model with G
+        latent_dim = K
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros((), dtype=F64))  # its dtype
+
+        def generator_mean(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+            return g(z)
+
+        def check_input(self, x: Tensor) -> None:
+            pass
 
     assert pick_sigma(Model(), x, grid, steps=50, chains=2) == sigma
     # the default grid scales with the data's range

@@ -1,4 +1,4 @@
-"""The model contract, checked for every registry entry (DESIGN.md, "Tests that prove things").
+"""The model contract, checked for every registry entry (docs/architecture.md, "Tests").
 
 Every model needs a tiny config here: a new registry entry without one fails
 ``test_every_model_has_a_tiny_config``, so none escapes these checks.

@@ -135,7 +135,7 @@ def test_config_json_errors(tmp_path):
 
 
 def test_bf16_mixed_precision_trains(tmp_path, digits):
-    from dgm.training import train
+    from dgm.pipeline import train
 
     res = train(
         "arm",

@@ -11,8 +11,8 @@ import torch
 
 import dgm
 from dgm.errors import ConfigError
-from dgm.models.flows import TRANSFORMS, Flow, parse_transforms
-from dgm.transforms import FlowSequence
+from dgm.models.flows import TRANSFORMS, parse_transforms
+from dgm.transforms import Flow, FlowSequence
 from dgm.transforms.coupling import Coupling
 from tests.device_guard import exercise
 

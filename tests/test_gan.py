@@ -15,12 +15,13 @@ import dgm
 from dgm.data import load_dataset
 from dgm.data.toy import MODES
 from dgm.errors import ConfigError, DataError
+from dgm.evaluation.ais import model_ais_log_prob
 from dgm.evaluation.quality import mode_coverage
-from dgm.models.gan import GAN
-from dgm.models.gan_objectives import OBJECTIVES
+from dgm.models.gan.gan import GAN
+from dgm.models.gan.objectives import OBJECTIVES
+from dgm.pipeline import train
 from dgm.training.callbacks import BestModel, read_metrics
 from dgm.training.config import TrainConfig
-from dgm.training.fit import train
 from dgm.training.module import LitAdversarial, TrainingError
 
 TINY = {"hidden": 16, "layers": 1, "channels": 8, "latent": 4}
@@ -107,11 +108,11 @@ def test_continuous_data_are_scaled_to_the_unit_box_and_back():
     assert s.shape == (7, 2) and not torch.equal(s, s.round())
     # AIS scores x in the data's units: mean() maps back like sample() does
     z = torch.randn(3, model.config.latent)
-    torch.testing.assert_close(model.mean(z), model._to_data(model.generator(z)))
+    torch.testing.assert_close(model.generator_mean(z), model._to_data(model.generator(z)))
 
 
 def test_log_prob_names_the_ais_estimate():
-    with pytest.raises(NotImplementedError, match="ais_log_prob"):
+    with pytest.raises(NotImplementedError, match="model_ais_log_prob"):
         make().log_prob(digits_like(2))
 
 
@@ -141,7 +142,7 @@ def test_ais_through_the_model_recovers_a_linear_gaussian_generator():
     )
     torch.manual_seed(0)
     x = truth.sample((4,))
-    est = model.ais_log_prob(x, sigma, steps=500, chains=32, seed=0)
+    est = model_ais_log_prob(model, x, sigma, steps=500, chains=32, seed=0)
     torch.testing.assert_close(est, truth.log_prob(x), atol=0.15, rtol=0)
     assert model.training  # put back as it was
 
@@ -168,8 +169,8 @@ def test_conditional_gan_uses_its_labels():
 def test_wgan_gp_defaults_follow_the_paper():
     wgan, ns = make(objective="wgan-gp"), make()
     assert wgan.d_steps == 5 and ns.d_steps == 1
-    assert wgan.player_params(1e-4)["generator"]["betas"] == (0.0, 0.9)
-    groups = make(d_lr=4e-4).player_params(1e-4)  # two time-scale updates
+    assert wgan.players(1e-4)["generator"]["betas"] == (0.0, 0.9)
+    groups = make(d_lr=4e-4).players(1e-4)  # two time-scale updates
     assert groups["generator"]["lr"] == 1e-4 and groups["discriminator"]["lr"] == 4e-4
 
 
@@ -195,23 +196,32 @@ def test_trainer_updates_g_once_per_d_steps(tmp_path):
         assert recs[0][key] is not None, key
 
 
+def test_the_gan_judges_collapse_by_its_discriminator_loss():
+    ns, wgan = make(), make(objective="wgan-gp")
+    assert ns.collapsed({"d_loss": 0.7}) is None
+    assert "discriminator" in ns.collapsed({"d_loss": 1e-5})
+    assert wgan.collapsed({"d_loss": 1e-5}) is None  # a critic's value is no probability
+
+
 def test_collapse_guard_stops_and_keeps_the_last_healthy_weights(tmp_path):
     lit = LitAdversarial(make(), TrainConfig(ema=0.0))
     lit._trainer = SimpleNamespace(sanity_checking=False, current_epoch=0, is_global_zero=True)
     keeper = BestModel(tmp_path, {}, monitor=None)
-    lit._d_loss_sum, lit._d_loss_n = 0.7, 1  # a healthy game: kept
-    lit.on_validation_epoch_start()
+
+    def epoch(d_loss: float) -> None:  # what training_step accumulates over an epoch
+        lit._sums, lit._counts = {"d_loss": torch.tensor(d_loss)}, {"d_loss": 1}
+        lit.on_validation_epoch_start()
+
+    epoch(0.7)  # a healthy game: kept
     keeper.on_validation_end(lit.trainer, lit)
     assert (tmp_path / "model.safetensors").is_file() and not lit.suspect
     saved = (tmp_path / "model.safetensors").stat().st_mtime_ns
     for _ in range(1, lit.collapse_epochs):  # D wins outright: not kept, not yet stopped
-        lit._d_loss_sum, lit._d_loss_n = 1e-5, 1
-        lit.on_validation_epoch_start()
+        epoch(1e-5)
         keeper.on_validation_end(lit.trainer, lit)
         assert lit.suspect and (tmp_path / "model.safetensors").stat().st_mtime_ns == saved
-    lit._d_loss_sum, lit._d_loss_n = 1e-5, 1
     with pytest.raises(TrainingError, match="discriminator"):
-        lit.on_validation_epoch_start()
+        epoch(1e-5)
 
 
 def test_nan_loss_stops_with_a_clear_message():

@@ -1,4 +1,5 @@
-"""GAN networks (dgm.nn.gan) and the players' objectives (dgm.models.gan_objectives)."""
+"""GAN networks (dgm.models.gan.networks) and the players' objectives
+(dgm.models.gan.objectives)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import torch
 from torch import nn
 
 from dgm.errors import ConfigError, DataError
-from dgm.models.gan_objectives import (
+from dgm.models.gan.networks import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    make_gan_nets,
+)
+from dgm.models.gan.objectives import (
     OBJECTIVES,
     d_real_fake_stats,
     discriminator_loss,
     generator_loss,
     gradient_penalty,
     r1_penalty,
-)
-from dgm.nn.gan import (
-    DCGANDiscriminator,
-    DCGANGenerator,
-    MLPDiscriminator,
-    MLPGenerator,
-    make_gan_nets,
 )
 
 LATENT = 6

@@ -12,7 +12,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import dgm
-import dgm.models.made  # registers "made"
+import dgm.models.autoregressive.made  # registers "made"
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.nn.made import MADENet, made_degrees
@@ -118,13 +118,14 @@ def test_ensemble_is_the_mean_probability_of_its_masks():
     assert torch.allclose(model.log_prob(SUPPORT), expected, atol=1e-12)
 
 
-def test_training_cycles_the_masks_and_eval_does_not():
+def test_training_steps_cycle_the_masks_and_eval_uses_the_first():
     torch.manual_seed(0)
     model = dgm.create("made", shape=(4,), levels=3, order="random", num_masks=3, **TINY)
     x = SUPPORT[:8].float()
     model.train()
     seen = []
-    for _ in range(4):
+    for step in range(4):
+        model.set_step(step)  # the trainer's step picks the mask
         model.loss((x, None))
         seen.append(model.mask_index)
         # in training mode log_prob (and so the loss) uses the current mask only
@@ -134,13 +135,14 @@ def test_training_cycles_the_masks_and_eval_does_not():
     for a, b in [(0, 1), (1, 2)]:
         (ha, oa, _), (hb, ob, _) = model.net.masks(a), model.net.masks(b)
         assert not torch.equal(oa, ob) or any(not torch.equal(p, q) for p, q in zip(ha, hb))
-    model.eval()
-    model.loss((x, None))
-    assert model.mask_index == 0  # eval never advances the cycle
+    model.set_step(7)  # a resumed run continues the cycle where it was
+    assert model.mask_index == 1
+    model.eval()  # eval scores the ensemble's first mask, whatever the step
+    assert torch.equal(model.log_prob(x), model.log_prob_mask(x, 0))
     single = dgm.create("made", shape=(4,), levels=3, **TINY).train()
-    single.loss((x, None))
-    single.loss((x, None))
-    assert single.mask_index == 0
+    for step in range(3):
+        single.set_step(step)
+        assert single.mask_index == 0
 
 
 def test_contract_shapes_loss_gradients(digits):

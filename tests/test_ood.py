@@ -17,17 +17,16 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dgm.errors import ConfigError, DataError
+from dgm.evaluation.classification import accuracy, expected_calibration_error
 from dgm.evaluation.ood import (
     SCORES,
     _png_bytes,
-    accuracy,
     aupr,
     auroc,
     code_length_bits,
     complexity_score,
     detection_metrics,
     estimate_entropy,
-    expected_calibration_error,
     fpr_at_tpr,
     hybrid_score,
     likelihood_ratio_score,
@@ -40,6 +39,7 @@ from dgm.evaluation.ood import (
     unavailable_scores,
 )
 from dgm.models.base import GenerativeModel
+from dgm.models.capabilities import Classifier
 from dgm.plotting import save_score_histograms
 from tests.device_guard import DeviceGuard
 
@@ -286,8 +286,8 @@ class CategoricalPixels(GenerativeModel):
         return logp.gather(-1, x.long().unsqueeze(-1)).flatten(1).sum(1)  # [B]
 
 
-class HybridPixels(CategoricalPixels):
-    """Adds a fixed linear classifier over 3 classes."""
+class HybridPixels(CategoricalPixels, Classifier):
+    """Adds a fixed linear classifier over 3 classes (declared: a Classifier)."""
 
     name = "fake-hybrid"
 
@@ -297,6 +297,9 @@ class HybridPixels(CategoricalPixels):
 
     def classify(self, x: Tensor) -> Tensor:
         return torch.log_softmax(x.flatten(1) @ self.w.T / 10, -1)  # [B, 3]
+
+    def predict(self, x: Tensor, num_samples: int = 1) -> tuple[Tensor, Tensor]:
+        return self.log_prob(x), self.classify(x)
 
 
 class LatentFake(CategoricalPixels):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import dgm
-import dgm.models.pixelcnn  # registers pixelcnn and gated-pixelcnn)
+import dgm.models.autoregressive.pixelcnn  # registers pixelcnn and gated-pixelcnn)
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.nn.pixelcnn import MaskedConv2d, channel_groups, square_masked_conv

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 import dgm
 from dgm.data import Dataset, DataSpec, Split
-from dgm.training import TrainConfig, train
+from dgm.pipeline import train
+from dgm.training import TrainConfig
 from dgm.training.data import TensorData, TensorDataModule
 from dgm.training.module import LitModel, TrainingError
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import dgm
-import dgm.models.vqvae  # registers "vqvae"
+import dgm.models.latent.vqvae  # registers "vqvae"
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
-from dgm.models.vqvae import NOTE, VQVAE
-from dgm.nn.vq import VectorQuantizer, auto_downsample
+from dgm.models.latent.vq import VectorQuantizer, auto_downsample
+from dgm.models.latent.vqvae import NOTE, VQVAE
 from tests.device_guard import DeviceGuard
 
 F64 = torch.float64
@@ -321,7 +321,7 @@ def test_device_clean():
 
 
 def test_two_epoch_training_on_digits(digits, tmp_path):
-    from dgm.training import train
+    from dgm.pipeline import train
 
     res = train(
         "vqvae",

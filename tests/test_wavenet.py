@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import dgm
-import dgm.models.wavenet  # registers "wavenet"
-from dgm.nn.wavenet import WaveNet, dilations
+import dgm.models.autoregressive.wavenet  # registers "wavenet"
+from dgm.models.autoregressive.wavenet_stack import WaveNet, dilations
 
 # small enough for the whole file to run in a few seconds on one core
 TINY = {"hidden": 8, "skip_channels": 8, "head_channels": 8, "max_dilation": 4, "stacks": 1}
@@ -139,7 +139,9 @@ def test_rejects_continuous_data_and_bad_config():
     from dgm.errors import ConfigError, DataError
 
     with pytest.raises(DataError, match="continuous"):
-        dgm.models.wavenet.WaveNet.check_spec(DataSpec(name="toy", shape=(2,), levels=None))
+        dgm.models.autoregressive.wavenet.WaveNet.check_spec(
+            DataSpec(name="toy", shape=(2,), levels=None)
+        )
     with pytest.raises(ConfigError, match="max_dilation"):
         dgm.create("wavenet", shape=(4,), levels=3, max_dilation=0)
 

@@ -22,6 +22,15 @@ class Entry:
 
 
 MODELS: dict[str, Entry] = {}
+# the family packages whose import registers their models: a new family is a new folder under
+# dgm/models and one line here
+FAMILIES = (
+    "dgm.models.autoregressive",
+    "dgm.models.flows",
+    "dgm.models.latent",
+    "dgm.models.gan",
+    "dgm.models.hybrid",
+)
 
 
 def register(name: str, family: str, description: str) -> Callable[[type], type]:
@@ -38,7 +47,8 @@ def register(name: str, family: str, description: str) -> Callable[[type], type]
 
 
 def _load_all() -> None:
-    importlib.import_module("dgm.models")
+    for family in FAMILIES:
+        importlib.import_module(family)
 
 
 def get(name: str) -> Entry:

@@ -2,15 +2,22 @@
 sampled, AIS for GAN generators), sample quality on dgm's own feature networks, and the use of
 p(x) for decisions (out-of-distribution scores, calibrated decisions of hybrid models)."""
 
-from dgm.evaluation.ais import AISResult, ais, ais_log_prob, pick_sigma, reverse_ais
-from dgm.evaluation.decision import (
-    DECISIONS,
-    Thresholds,
-    calibrate,
-    classifies,
-    decide,
-    evaluate_classifier,
+from dgm.evaluation.ais import (
+    AISResult,
+    ais,
+    ais_log_prob,
+    model_ais,
+    model_ais_log_prob,
+    pick_sigma,
+    reverse_ais,
 )
+from dgm.evaluation.classification import (
+    accuracy,
+    classifies,
+    evaluate_classifier,
+    expected_calibration_error,
+)
+from dgm.evaluation.decision import DECISIONS, Thresholds, calibrate, decide
 from dgm.evaluation.features import (
     FeatureNet,
     feature_net_for,
@@ -21,7 +28,9 @@ from dgm.evaluation.features import (
 from dgm.evaluation.likelihood import (
     bits_per_dim,
     evaluate_elbo,
+    evaluate_likelihood,
     evaluate_nll,
+    num_samples_for,
     per_example,
     per_example_nll,
     summarize_nll,
@@ -29,14 +38,12 @@ from dgm.evaluation.likelihood import (
 from dgm.evaluation.ood import (
     COMPRESSORS,
     SCORES,
-    accuracy,
     aupr,
     auroc,
     code_length_bits,
     complexity_score,
     detection_metrics,
     estimate_entropy,
-    expected_calibration_error,
     fpr_at_tpr,
     hybrid_score,
     likelihood_ratio_score,
@@ -83,6 +90,7 @@ __all__ = [
     "estimate_entropy",
     "evaluate_classifier",
     "evaluate_elbo",
+    "evaluate_likelihood",
     "evaluate_nll",
     "evaluate_sample_quality",
     "expected_calibration_error",
@@ -96,7 +104,10 @@ __all__ = [
     "likelihood_score",
     "load_feature_net",
     "mode_coverage",
+    "model_ais",
+    "model_ais_log_prob",
     "modes_by_classifier",
+    "num_samples_for",
     "ood_report",
     "per_example",
     "per_example_nll",

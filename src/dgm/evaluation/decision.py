@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from dgm.errors import ConfigError, DataError
-from dgm.evaluation.likelihood import per_example
+from dgm.evaluation.likelihood import likelihood_kwargs, num_samples_for, per_example
+from dgm.models.capabilities import Classifier
 
 DECISIONS = ("confident", "uncertain-label", "uncertain-object")
 
@@ -83,48 +84,17 @@ def decide(
     return out
 
 
-@torch.no_grad()
 def score(
     model: Any, x: Tensor, batch_size: int = 500, num_samples: int | None = None
 ) -> tuple[Tensor, Tensor | None]:
-    """log p(x) ``[B]`` and, for models with a classifier, log p(y|x) ``[B, C]``, in batches."""
-    model.eval()
-    kwargs = {} if model.exact_likelihood else {"num_samples": num_samples or 1}
-    predict = getattr(model, "predict", None)
-    lps, lys = [], []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(model.device)
-        if callable(predict):
-            lp, ly = predict(xb, **kwargs)
-            lys.append(ly.cpu())
-        else:
-            lp = model.log_prob(xb, **kwargs)
-        lps.append(lp.cpu())
-    log_px = torch.cat(lps) if lps else x.new_zeros(0)
-    return log_px, (torch.cat(lys) if lys else None)
-
-
-def classifies(model: Any) -> bool:
-    """Hybrid models p(y, x) = p(y|x) p(x) also answer ``classify(x) -> log p(y|x)``."""
-    return callable(getattr(model, "classify", None))
-
-
-@torch.no_grad()
-def evaluate_classifier(
-    model: Any, x: Tensor, y: Tensor, batch_size: int = 500, bins: int = 15
-) -> dict[str, float | int]:
-    """Accuracy, expected calibration error (Guo et al. 2017, 15 bins) and the mean negative
-    log-likelihood of the labels, for a model with ``classify(x) -> log p(y|x)``."""
-    from dgm.evaluation.ood import accuracy, expected_calibration_error
-
-    log_py = per_example(model.classify, model, x, batch_size)  # [N, C] float64, CPU
-    y = y.cpu()
-    return {
-        "accuracy": accuracy(log_py, y),
-        "ece": expected_calibration_error(log_py, y, bins),
-        "label_nll": float(-log_py.gather(1, y[:, None]).mean()),
-        "n": int(y.numel()),
-    }
+    """log p(x) ``[B]`` and, for models that classify, log p(y|x) ``[B, C]`` (float64, CPU),
+    in batches; ``num_samples`` where log p(x) is estimated (default: the model's own, see
+    :func:`~dgm.evaluation.likelihood.num_samples_for`)."""
+    kwargs = likelihood_kwargs(num_samples_for(model, num_samples))
+    if isinstance(model, Classifier):
+        log_px, log_py = per_example(model.predict, model, x, batch_size, **kwargs)
+        return log_px, log_py
+    return per_example(model.log_prob, model, x, batch_size, **kwargs), None
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, int]:

@@ -16,8 +16,6 @@ are the positive class of the detection metrics. The scores:
 - ``hybrid``: -(log p(x) + max_y log p(y|x)) for models with a classifier (Nalisnick et al.
   2019, "Hybrid models with deep and invertible features").
 
-Calibration: expected calibration error (Guo, Pleiss, Sun & Weinberger 2017, "On calibration of
-modern neural networks") and accuracy.
 """
 
 from __future__ import annotations
@@ -37,8 +35,8 @@ from torch import Tensor
 
 from dgm.data.inputs import mutate
 from dgm.errors import ConfigError, DataError
-from dgm.evaluation.decision import classifies
-from dgm.evaluation.likelihood import per_example
+from dgm.evaluation.classification import classifies
+from dgm.evaluation.likelihood import likelihood_kwargs, num_samples_for, per_example
 
 ArrayLike = Tensor | np.ndarray | list | tuple
 
@@ -310,18 +308,8 @@ def hybrid_score(log_px: Tensor, log_py: Tensor) -> Tensor:
 
 
 # -- all scores of one model --------------------------------------------------------------------
-def _likelihood_kwargs(model: Any, num_samples: int | None) -> dict[str, int]:
-    """Latent models estimate log p(x) with importance samples; exact ones take none."""
-    if getattr(model, "exact_likelihood", True):
-        return {}
-    k = num_samples or int(getattr(model, "default_eval_samples", 1))
-    if k < 1:
-        raise ConfigError(f"num_samples must be >= 1, got {k}")
-    return {"num_samples": k}
-
-
 def _check_model(model: Any, what: str) -> None:
-    if not getattr(model, "has_likelihood", True):
+    if not model.has_likelihood:
         raise ConfigError(
             f"the {what} ({model.name}) has no likelihood to score inputs with; use a "
             "likelihood model (arm, flow, vae, hybrid-flow, ...)"
@@ -344,33 +332,12 @@ def unavailable_scores(
             "needs a background model trained on mutated inputs (dgm ood --background RUN, "
             "that run trained with --set perturb=0.2)"
         )
-    reason = _compressor_reason(
-        tuple(model.config.shape), getattr(model.config, "levels", None), compressor
-    )
+    reason = _compressor_reason(tuple(model.event_shape), model.levels, compressor)
     if reason is not None:
         out["complexity"] = reason
     if not classifies(model):
         out["hybrid"] = f"{model.name} has no classifier (classify)"
     return out
-
-
-def _batched(
-    fn: Callable[..., Tensor],
-    model: Any,
-    x: Tensor,
-    batch_size: int,
-    progress: bool,
-    desc: str,
-    **kwargs: Any,
-) -> Tensor:
-    """``fn`` over ``x`` batch by batch (float64, CPU), with a progress bar when asked."""
-    starts: Any = range(0, x.shape[0], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-    parts = [per_example(fn, model, x[i : i + batch_size], batch_size, **kwargs) for i in starts]
-    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
 
 
 def score_inputs(
@@ -388,26 +355,26 @@ def score_inputs(
     name -> ``[N]`` float64 on the CPU, higher = more likely OOD.
 
     log p(x) is evaluated once and shared; latent models estimate it with ``num_samples``
-    importance samples (default ``model.default_eval_samples``), and so does a latent
-    ``background``. ``typicality`` needs ``reference_nll`` (in-distribution NLLs, nats, whose
-    mean estimates the entropy) and is per example; ``likelihood-ratio`` a ``background``
-    model; ``complexity`` discrete data that ``compressor`` can code; ``hybrid`` a model with
-    ``classify``. :func:`unavailable_scores` says why a score is left out."""
+    importance samples (default: the model's own, see
+    :func:`~dgm.evaluation.likelihood.num_samples_for`), and so does a latent ``background``.
+    ``typicality`` needs ``reference_nll`` (in-distribution NLLs, nats, whose mean estimates
+    the entropy) and is per example; ``likelihood-ratio`` a ``background`` model;
+    ``complexity`` discrete data that ``compressor`` can code; ``hybrid`` a model that
+    classifies. :func:`unavailable_scores` says why a score is left out."""
     _check_model(model, "model")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if x.shape[0] == 0:
         raise DataError("no inputs to score: the set is empty")
-    if hasattr(model, "check_input"):
-        model.check_input(x)
+    model.check_input(x)
     missing = unavailable_scores(
         model, reference_nll=reference_nll, background=background, compressor=compressor
     )
     if compressor not in COMPRESSORS:
         raise ConfigError(missing["complexity"])
-    log_px = _batched(
-        model.log_prob, model, x, batch_size, progress, "log p(x)",
-        **_likelihood_kwargs(model, num_samples),
+    log_px = per_example(
+        model.log_prob, model, x, batch_size, progress=progress, desc="log p(x)",
+        **likelihood_kwargs(num_samples_for(model, num_samples)),
     )  # fmt: skip
     nll = -log_px  # [N]
     out = {"likelihood": likelihood_score(log_px)}
@@ -415,84 +382,31 @@ def score_inputs(
         out["typicality"] = typicality_scores(nll, estimate_entropy(reference_nll))  # type: ignore[arg-type]
     if "likelihood-ratio" not in missing:
         _check_model(background, "background model")
-        log_bg = _batched(
-            background.log_prob, background, x, batch_size, progress, "log p_background(x)",
-            **_likelihood_kwargs(background, num_samples),
+        k_bg = num_samples_for(background, num_samples)
+        log_bg = per_example(
+            background.log_prob, background, x, batch_size, progress=progress,
+            desc="log p_background(x)", **likelihood_kwargs(k_bg),
         )  # fmt: skip
         out["likelihood-ratio"] = likelihood_ratio_score(log_px, log_bg)
     if "complexity" not in missing:
-        out["complexity"] = complexity_score(
-            nll, code_length_bits(x, model.config.levels, compressor)
-        )
+        out["complexity"] = complexity_score(nll, code_length_bits(x, model.levels, compressor))
     if "hybrid" not in missing:
-        log_py = _batched(model.classify, model, x, batch_size, progress, "log p(y|x)")  # [N, C]
+        log_py = per_example(
+            model.classify, model, x, batch_size, progress=progress, desc="log p(y|x)"
+        )  # [N, C]
         out["hybrid"] = hybrid_score(log_px, log_py)
     return out
-
-
-# -- calibration --------------------------------------------------------------------------------
-def _probs_and_labels(probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """``[N, C]`` probabilities (from probabilities or log-probabilities) and ``[N]`` labels."""
-    if isinstance(probs, Tensor):
-        probs = probs.detach().double().cpu().numpy()
-    if isinstance(labels, Tensor):
-        labels = labels.detach().cpu().numpy()
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(labels)
-    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 1:
-        raise DataError(f"expected [N, C] class probabilities with N >= 1, got shape {p.shape}")
-    if y.shape != (p.shape[0],):
-        raise DataError(f"expected {p.shape[0]} labels (one per row), got shape {y.shape}")
-    if np.isnan(p).any():
-        raise DataError("the class probabilities hold NaN values")
-    if (p < 0).any():  # log-probabilities (log-softmax rows): every entry <= 0
-        p = np.exp(p)
-    if not np.allclose(p.sum(axis=1), 1.0, atol=1e-4):
-        raise DataError(
-            "rows must be class probabilities or log-probabilities (log-softmax) summing to 1"
-        )
-    if not np.issubdtype(y.dtype, np.integer) and (y != np.round(y)).any():
-        raise DataError("labels must be whole class indices")
-    y = y.astype(np.int64)
-    if y.min() < 0 or y.max() >= p.shape[1]:
-        raise DataError(f"labels span [{y.min()}, {y.max()}], outside 0..{p.shape[1] - 1}")
-    return p, y
-
-
-def accuracy(probs: ArrayLike, labels: ArrayLike) -> float:
-    """Share of rows whose most probable class is the label (probabilities or log-probs)."""
-    p, y = _probs_and_labels(probs, labels)
-    return float(np.mean(p.argmax(axis=1) == y))
-
-
-def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, bins: int = 15) -> float:
-    """ECE of Guo et al. (2017): the confidence max_y p(y|x) falls into ``bins`` equal-width
-    bins ((m-1)/M, m/M]; ECE = sum_m |B_m| / N * |accuracy(B_m) - confidence(B_m)|.
-    ``probs`` are ``[N, C]`` probabilities or log-probabilities; scikit-learn has binary
-    calibration curves only."""
-    if bins < 1:
-        raise ConfigError(f"bins must be >= 1, got {bins}")
-    p, y = _probs_and_labels(probs, labels)
-    conf = p.max(axis=1)  # [N]
-    correct = (p.argmax(axis=1) == y).astype(np.float64)  # [N]
-    idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)  # [N], right-closed
-    count = np.bincount(idx, minlength=bins)  # [M]
-    gap = np.bincount(idx, weights=correct - conf, minlength=bins)  # [M] sum of acc - conf
-    # |sum(acc - conf)| / N per bin = |B_m| / N * |acc(B_m) - conf(B_m)|
-    return float(np.abs(gap[count > 0]).sum() / conf.size)
 
 
 __all__ = [
     "COMPRESSORS",
     "SCORES",
-    "accuracy",
     "aupr",
     "auroc",
     "code_length_bits",
     "complexity_score",
     "detection_metrics",
     "estimate_entropy",
-    "expected_calibration_error",
     "fpr_at_tpr",
     "hybrid_score",
     "likelihood_ratio_score",

@@ -21,6 +21,9 @@ from torch import Tensor
 
 from dgm.data.base import Dataset
 from dgm.errors import ConfigError, DataError
+from dgm.io import CONFIG
+from dgm.models.capabilities import LabelConditional
+from dgm.runs import RunFolder
 
 # what --metrics may name, besides the likelihood's "nll"
 QUALITY_METRICS = ("fd", "precision", "recall", "classes", "modes", "accuracy")
@@ -93,13 +96,13 @@ def evaluate_sample_quality(
     n = num_generated or min(len(real), MAX_SAMPLES)
     if n < 2:
         raise DataError(f"need at least 2 samples to compare, got {n}")
-    conditional = bool(getattr(getattr(model, "config", None), "conditional", False))
+    conditional = isinstance(model, LabelConditional) and model.conditional
     if "accuracy" in wanted and not conditional:
         raise ConfigError("accuracy scores the samples of class-conditional models only")
     torch.manual_seed(seed)
     labels = None
     if conditional:
-        k_cls = model.config.num_classes
+        k_cls = model.num_classes
         labels = torch.arange(n, device=model.device) % k_cls  # every class equally often
     was_training = model.training
     model.eval()
@@ -125,8 +128,8 @@ def evaluate_sample_quality(
                 f"{', '.join(feature_metrics)} need a feature network, trained on labels that "
                 f"{dataset.spec.name} does not have; name one with --features RUN"
             )
-        folder = Path(features) if features is not None else Path(run or ".") / "features"
-        if not (folder / "config.json").is_file():
+        folder = Path(features) if features is not None else RunFolder(run or ".").features
+        if not (folder / CONFIG).is_file():
             say(f"training the feature network on {dataset.spec.name} (once; kept in {folder})")
         net = feature_net_for(dataset, folder, device=model.device)
         pair = [m for m in feature_metrics if m != "accuracy"]

@@ -1,4 +1,6 @@
-"""The model contract every family follows (see DESIGN.md, "The model contract")."""
+"""The model contract every family follows (docs/architecture.md, "The model contract").
+
+What a model can do beyond it is declared with the classes of :mod:`dgm.models.capabilities`."""
 
 from __future__ import annotations
 
@@ -54,6 +56,10 @@ class GenerativeModel(nn.Module):
     monitor: ClassVar[str] = "nll"
     # training settings this family needs by default (the user's --set wins), e.g. a GAN's lr
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # what the trainer suggests when the loss turns NaN or infinite
+    divergence_advice: ClassVar[str] = (
+        "lower the learning rate (--set lr=...) or clip gradients (--set grad_clip=1)"
+    )
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -109,6 +115,11 @@ class GenerativeModel(nn.Module):
     def event_shape(self) -> tuple[int, ...]:
         return tuple(self.config.shape)
 
+    @property
+    def levels(self) -> int | None:
+        """Values per dimension of the discrete data modelled (0..levels-1); None: continuous."""
+        return self.config.levels
+
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats, one value per example: ``[B, *event_shape] -> [B]``."""
         raise NotImplementedError
@@ -117,8 +128,9 @@ class GenerativeModel(nn.Module):
         """What ``log_prob`` reports, for eval output: exact, or which bound/estimate."""
         return "exact log-likelihood"
 
-    def sample(self, n: int, **kwargs: Any) -> Tensor:
-        """``n`` samples ``[n, *event_shape]`` in the data's own space and scale."""
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """``n`` samples ``[n, *event_shape]`` in the data's own space and scale; ``temperature``
+        scales the model's randomness where it has a sense (1: the model itself)."""
         raise NotImplementedError
 
     def loss(self, batch: Batch) -> Tensor:

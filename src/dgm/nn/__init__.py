@@ -1,15 +1,13 @@
-"""Network building blocks shared by the families."""
+"""Network building blocks shared by several families: activations by name, the MLP, masked
+linear layers (MADE), causal 1-D convolutions, masked 2-D convolutions (PixelCNN) and the
+convolutional conditioners of flows. A network that only one family uses lives in that
+family's folder under ``dgm.models``."""
 
-from dgm.nn.causal import CausalBlock, CausalConv1d, CausalConvNet
-from dgm.nn.gan import (
-    DCGANDiscriminator,
-    DCGANGenerator,
-    MLPDiscriminator,
-    MLPGenerator,
-    apply_spectral_norm,
-    make_gan_nets,
-)
+from dgm.nn.activations import Activation, activation
+from dgm.nn.causal import CausalConv1d
+from dgm.nn.conv import ConvConditioner, ResidualConvBlock
 from dgm.nn.made import MADENet, MaskedLinear, made_degrees
+from dgm.nn.mlp import MLP, cat_context
 from dgm.nn.pixelcnn import (
     GatedLayer,
     GatedPixelCNNNet,
@@ -18,40 +16,22 @@ from dgm.nn.pixelcnn import (
     ResidualBlock,
     VerticalConv,
 )
-from dgm.nn.transformer import (
-    CausalSelfAttention,
-    CausalTransformer,
-    KVCache,
-    LayerCache,
-    TransformerBlock,
-)
-from dgm.nn.wavenet import GatedResidualBlock, WaveNet, dilations
 
 __all__ = [
-    "CausalBlock",
+    "MLP",
+    "Activation",
     "CausalConv1d",
-    "CausalConvNet",
-    "CausalSelfAttention",
-    "CausalTransformer",
-    "DCGANDiscriminator",
-    "DCGANGenerator",
+    "ConvConditioner",
     "GatedLayer",
     "GatedPixelCNNNet",
-    "GatedResidualBlock",
-    "KVCache",
-    "LayerCache",
     "MADENet",
-    "MLPDiscriminator",
-    "MLPGenerator",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNNNet",
     "ResidualBlock",
-    "TransformerBlock",
+    "ResidualConvBlock",
     "VerticalConv",
-    "WaveNet",
-    "apply_spectral_norm",
-    "dilations",
+    "activation",
+    "cat_context",
     "made_degrees",
-    "make_gan_nets",
 ]

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm.nn.causal import activation
+from dgm.nn.activations import activation
 
 Order = Literal["natural", "random"]
 # the orderings a MADENet can draw; "reverse" (D..1) is for stacks of autoregressive flows

@@ -1,6 +1,9 @@
-"""Training: the Lightning glue, callbacks that keep run folders, and ``train``."""
+"""Training: the Lightning glue (``module``), callbacks that keep the run folder, the data on
+the device, and :func:`fit`. Training knows no evaluation: :func:`dgm.pipeline.train` trains,
+then evaluates the kept weights and writes the report."""
 
 from dgm.training.config import TrainConfig
-from dgm.training.fit import train
+from dgm.training.fit import Fitted, fit
+from dgm.training.module import TrainingError
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["Fitted", "TrainConfig", "TrainingError", "fit"]

@@ -3,7 +3,6 @@ sample grids. Every write is atomic and happens on global rank zero only."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -15,12 +14,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from dgm.data.base import DataSpec
-from dgm.io import atomic_write
 from dgm.plotting import save_curves, save_samples
+from dgm.runs import RunFolder
 
-METRICS = "metrics.jsonl"
 PROGRESS_EVERY = 60.0  # seconds between plain progress lines when there is no terminal
-LAST = "last.ckpt"
 
 
 def _scalar(v: Any) -> float | None:
@@ -31,17 +28,15 @@ def _scalar(v: Any) -> float | None:
 
 
 def read_metrics(run: str | Path) -> list[dict]:
-    file = Path(run) / METRICS
-    if not file.is_file():
-        return []
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    """The epochs of a run's metrics.jsonl."""
+    return RunFolder(run).read_metrics()
 
 
 class RunLog(Callback):
     """One JSON line per epoch in metrics.jsonl, a plain line for people, and the curves."""
 
-    def __init__(self, run: Path, spec: DataSpec, show: Any = None) -> None:
-        self.run, self.spec = run, spec
+    def __init__(self, run: str | Path, spec: DataSpec, show: Any = None) -> None:
+        self.run, self.spec = RunFolder(run), spec
         self.show = show or (lambda s: print(s, file=sys.stderr, flush=True))
         self.start = time.perf_counter()
         self.elapsed_before = 0.0  # training seconds of earlier (resumed) sessions
@@ -62,9 +57,8 @@ class RunLog(Callback):
         # runs after a checkpoint is restored, so current_epoch is the epoch we resume at
         if trainer.is_global_zero:
             # a resumed run repeats the epoch it was killed in: drop lines from that epoch on
-            records = [r for r in read_metrics(self.run) if r["epoch"] < trainer.current_epoch]
-            with atomic_write(self.run / METRICS) as f:
-                f.writelines(json.dumps(r) + "\n" for r in records)
+            epoch = trainer.current_epoch
+            self.run.keep_metrics(r for r in self.run.read_metrics() if r["epoch"] < epoch)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m = trainer.callback_metrics
@@ -80,8 +74,7 @@ class RunLog(Callback):
             rec["val_bpd"] = rec["val_nll"] / (self.spec.dim * math.log(2))
         if not trainer.is_global_zero:
             return
-        with open(self.run / METRICS, "a") as f:  # appending one line is atomic enough
-            f.write(json.dumps(rec) + "\n")
+        self.run.append_metrics(rec)
         parts = [f"epoch {rec['epoch']:>3}"]
         if rec.get("train_loss") is not None:
             parts.append(f"train {rec['train_loss']:.3f}")
@@ -105,8 +98,10 @@ class BestModel(Callback):
     ``monitor=None`` (models without a likelihood, GANs) keeps the latest weights instead,
     except while the training module says they are ``suspect`` (a collapsing game)."""
 
-    def __init__(self, run: Path, extra: dict[str, Any], monitor: str | None = "val_nll") -> None:
-        self.run, self.extra, self.monitor = run, extra, monitor
+    def __init__(
+        self, run: str | Path, extra: dict[str, Any], monitor: str | None = "val_nll"
+    ) -> None:
+        self.run, self.extra, self.monitor = RunFolder(run), extra, monitor
         self.best = math.inf
         self.best_epoch = -1
 
@@ -120,38 +115,39 @@ class BestModel(Callback):
         if trainer.sanity_checking:
             return
         if self.monitor is None:
-            if not getattr(pl_module, "suspect", False):
+            if not pl_module.suspect:  # type: ignore[attr-defined]
                 self.best_epoch = trainer.current_epoch
                 if trainer.is_global_zero:
-                    pl_module.eval_model.save(self.run, self.extra)  # type: ignore[attr-defined]
+                    self.run.save_model(pl_module.eval_model, self.extra)  # type: ignore[arg-type]
             return
         value = _scalar(trainer.callback_metrics.get(self.monitor))
         if value is None or value >= self.best:
             return
         self.best, self.best_epoch = value, trainer.current_epoch
         if trainer.is_global_zero:
-            pl_module.eval_model.save(self.run, self.extra)  # type: ignore[attr-defined]
+            self.run.save_model(pl_module.eval_model, self.extra)  # type: ignore[arg-type]
 
 
 class LastCheckpoint(Callback):
     """Write last.ckpt at the end of every epoch (temp file, then rename), for --resume."""
 
-    def __init__(self, run: Path) -> None:
-        self.run = run
+    def __init__(self, run: str | Path) -> None:
+        self.run = RunFolder(run)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # every rank takes part in save_checkpoint; only global rank zero writes the file
-        tmp = self.run / f".{LAST}.tmp"
+        final = self.run.checkpoint
+        tmp = final.with_name(f".{final.name}.tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
-            tmp.replace(self.run / LAST)  # a rename is atomic: last.ckpt is old or new, never half
+            tmp.replace(final)  # a rename is atomic: last.ckpt is old or new, never half
 
 
 class SampleGrid(Callback):
     """A samples.png grid every few epochs (and loss.png), to watch the model learn."""
 
-    def __init__(self, run: Path, spec: DataSpec, every: int, n: int) -> None:
-        self.run, self.spec, self.every, self.n = run, spec, every, n
+    def __init__(self, run: str | Path, spec: DataSpec, every: int, n: int) -> None:
+        self.run, self.spec, self.every, self.n = RunFolder(run), spec, every, n
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self.every <= 0:
@@ -165,8 +161,8 @@ class SampleGrid(Callback):
         with torch.no_grad():
             x = model.sample(self.n)
         model.train(was_training)
-        save_samples(x, self.spec, self.run / "samples.png", title=f"epoch {epoch}")
-        save_curves(read_metrics(self.run), self.run / "loss.png")
+        save_samples(x, self.spec, self.run.samples_plot, title=f"epoch {epoch}")
+        save_curves(self.run.read_metrics(), self.run.loss_plot)
 
 
 class PlainProgress(Callback):

@@ -58,7 +58,7 @@ class TensorDataModule(L.LightningDataModule):
         self.val = TensorData(dataset.val)
 
     def setup(self, stage: str | None = None) -> None:
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         if trainer is None:
             return
         device = trainer.strategy.root_device

@@ -1,19 +1,15 @@
-"""Train a model into a run folder, resume it, and write the final report.
-
-A run folder holds: config.json (model config + data + training settings), model.safetensors
-(best on validation), last.ckpt (for --resume), metrics.jsonl, samples.png, loss.png,
-results.json and summary.md.
+"""Train a model into a run folder and resume it: the Lightning Trainer, its callbacks and the
+data on the device. Training ends with the kept weights in the run folder; evaluating them and
+writing the report is :mod:`dgm.pipeline`'s job (training knows no evaluation).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import platform
 import sys
-import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,25 +19,13 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
-import dgm
+from dgm import __version__, registry
 from dgm import config as cfg_
-from dgm import registry
 from dgm.data.base import Dataset
 from dgm.errors import CheckpointError, ConfigError
-from dgm.evaluation.decision import classifies, evaluate_classifier
-from dgm.evaluation.likelihood import evaluate_elbo, evaluate_nll
-from dgm.io import CONFIG, WEIGHTS, atomic_write, read_config, write_json
-from dgm.models.base import GenerativeModel
-from dgm.plotting import save_curves, save_density, save_samples
-from dgm.training.callbacks import (
-    LAST,
-    BestModel,
-    LastCheckpoint,
-    PlainProgress,
-    RunLog,
-    SampleGrid,
-    read_metrics,
-)
+from dgm.models.capabilities import Adversarial
+from dgm.runs import RunFolder
+from dgm.training.callbacks import BestModel, LastCheckpoint, PlainProgress, RunLog, SampleGrid
 from dgm.training.config import TrainConfig
 from dgm.training.data import TensorDataModule
 from dgm.training.module import LitAdversarial, LitModel
@@ -78,31 +62,28 @@ def _trainer_devices(devices: str) -> Any:
         return devices  # e.g. "0,1" or "[0, 2]", understood by Lightning
 
 
-def prepare_run(out: Path, overwrite: bool) -> None:
-    """Refuse to mix a new run into a folder that holds something else."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(
-                f"--out {out} already holds files; continue it with --resume {out}, "
-                "pick another folder, or pass --overwrite"
-            )
-        for name in (
-            CONFIG,
-            WEIGHTS,
-            LAST,
-            "metrics.jsonl",
-            "samples.png",
-            "loss.png",
-            "results.json",
-            "summary.md",
-        ):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class Fitted:
+    """What training leaves for the pipeline: the run, its settings and where it ran."""
+
+    run: RunFolder
+    config: TrainConfig
+    elapsed: float  # seconds of training, over all sessions of a resumed run
+    device: torch.device
 
 
-def train(
+def build_train_config(
+    model_name: str, train_config: TrainConfig | dict[str, Any] | None
+) -> TrainConfig:
+    """The training settings: a :class:`TrainConfig` as it is, or values (strings from the
+    command line are parsed) over the family's ``train_defaults``."""
+    if isinstance(train_config, TrainConfig):
+        return train_config
+    defaults = registry.get(model_name).cls.train_defaults
+    return cfg_.build(TrainConfig, {**defaults, **(train_config or {})}, what="training")
+
+
+def fit(
     model_name: str,
     dataset: Dataset,
     out: str | Path,
@@ -113,30 +94,25 @@ def train(
     overwrite: bool = False,
     data_meta: dict[str, Any] | None = None,
     show: Show = _stderr,
-) -> dict[str, Any]:
-    """Train ``model_name`` on ``dataset`` into run folder ``out``; return the final results.
+) -> Fitted | None:
+    """Train ``model_name`` on ``dataset`` into run folder ``out`` (the best weights, the
+    curves, ``last.ckpt``); None in every process but the one that writes files.
 
     ``resume=True`` continues the run in ``out`` from its ``last.ckpt``.
     """
     quiet_lightning()
-    run = Path(out)
+    run = RunFolder(out)
     entry = registry.get(model_name)
-    cfg = (
-        train_config
-        if isinstance(train_config, TrainConfig)
-        else cfg_.build(
-            TrainConfig, {**entry.cls.train_defaults, **(train_config or {})}, what="training"
-        )
-    )
+    cfg = build_train_config(model_name, train_config)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = entry.cls.for_data(dataset.spec, **(model_config or {}))
     meta = {
         "data": {**(data_meta or {"name": dataset.spec.name}), "spec": dataset.spec.to_dict()},
         "train": cfg_.to_dict(cfg),
-        "dgm_version": dgm.__version__,
+        "dgm_version": __version__,
     }
-    adversarial = getattr(model, "adversarial", False)
-    if cfg.perturb > 0 and (getattr(model.config, "levels", None) is None or adversarial):
+    adversarial = isinstance(model, Adversarial)
+    if cfg.perturb > 0 and (model.levels is None or adversarial):
         raise ConfigError(
             "perturb trains a likelihood model of discrete data on mutated inputs; "
             f"{model.name} on {dataset.spec.name} is not one: drop perturb"
@@ -177,151 +153,22 @@ def train(
     )
     # the model and the Trainer are built (and so validated) before anything is written
     if resume:
-        if not (run / LAST).is_file():
+        if not run.has_checkpoint():
             raise CheckpointError(
-                f"{run} has no {LAST}: it never finished an epoch; start a new run instead"
+                f"{run} has no {run.LAST}: it never finished an epoch; start a new run instead"
             )
     elif is_global_zero():
-        prepare_run(run, overwrite)
+        run.prepare(overwrite)
         # written first, so even a run killed in epoch one says what it was
-        write_json(
-            run / CONFIG, {"model": model.name, "format": 1, "config": model.config_dict(), **meta}
-        )
+        run.write_config(model, meta)
     if trainer.is_global_zero:
         show(
             f"training {model.name} ({model.num_parameters():,} parameters) on {dataset.spec.name} "
             f"({len(dataset.train)} train / {len(dataset.val)} val) -> {run}"
             + (" [resumed]" if resume else "")
         )
-    ckpt = str(run / LAST) if resume else None
+    ckpt = str(run.checkpoint) if resume else None
     trainer.fit(lit, datamodule=data, ckpt_path=ckpt, weights_only=True)
     if not trainer.is_global_zero:
-        return {}
-    device = trainer.strategy.root_device
-    return finish(run, dataset, cfg, elapsed=log.elapsed(), device=device, show=show)
-
-
-def finish(
-    run: Path,
-    dataset: Dataset,
-    cfg: TrainConfig,
-    elapsed: float,
-    device: torch.device | None = None,
-    show: Show = _stderr,
-) -> dict[str, Any]:
-    """Reload the best model from the run folder and write samples, curves and the summary."""
-    if not (run / WEIGHTS).is_file():
-        raise CheckpointError(f"{run}: training ended before any validation; no model to keep")
-    model = dgm.load(run, map_location=str(device) if device is not None else None)
-    records = read_metrics(run)
-    save_curves(records, run / "loss.png", title=f"{model.name} on {dataset.spec.name}")
-    t0 = time.perf_counter()
-    samples = model.sample(cfg.num_samples)
-    sample_s = time.perf_counter() - t0
-    save_samples(samples, dataset.spec, run / "samples.png", title=f"{model.name} samples")
-    if dataset.spec.shape == (2,) and dataset.spec.levels is None and model.exact_likelihood:
-        # a 2-D density can be looked at directly, next to the data and the samples
-        more = model.sample(2000) if cfg.num_samples < 2000 else samples
-        save_density(
-            model.log_prob, dataset.test.x[:5000], more, run / "density.png",
-            title=f"{model.name} on {dataset.spec.name}",
-        )  # fmt: skip
-    key = f"val_{model.monitor}"
-    scored = [r for r in records if r.get(key) is not None]
-    best = min(scored, key=lambda r: r[key]) if scored else {}
-    if not model.has_likelihood and records:  # the latest weights were kept
-        best = {"epoch": records[-1]["epoch"]}
-    results: dict[str, Any] = {
-        "model": model.name,
-        "data": dataset.spec.name,
-        "parameters": model.num_parameters(),
-        **({"receptive_field": model.receptive_field} if hasattr(model, "receptive_field") else {}),
-        "epochs": len(records),
-        "best_epoch": best.get("epoch"),
-        "val_nll_nats": best.get("val_nll"),
-        "train_time_s": round(elapsed, 2),
-        "sample_time_s": round(sample_s, 3),
-    }
-    if cfg.test and len(dataset.test) and not model.has_likelihood:
-        # no likelihood (GANs): how good the samples are, with dgm's own feature network
-        from dgm.evaluation.sample_quality import (
-            default_quality_metrics,
-            evaluate_sample_quality,
-        )
-
-        if default_quality_metrics(dataset):
-            quality = evaluate_sample_quality(model, dataset, run, show=show)
-            results.update({f"test_{k}": v for k, v in quality.items()})
-        else:
-            show(
-                f"note: {dataset.spec.name} has no labels for a feature network: no sample "
-                "quality measured; dgm eval RUN --features DIR can use another run's"
-            )
-    elif cfg.test and len(dataset.test):
-        test = evaluate_nll(model, dataset.test.x, cfg.eval_batch_size)
-        if callable(getattr(model, "elbo", None)):  # latent models: also the bound trained on
-            test.update(evaluate_elbo(model, dataset.test.x, cfg.eval_batch_size))
-        test["estimate"] = model.likelihood_note()
-        results.update({f"test_{k}": v for k, v in test.items()})
-    if cfg.test and len(dataset.test) and dataset.test.y is not None and classifies(model):
-        labels = evaluate_classifier(model, dataset.test.x, dataset.test.y, cfg.eval_batch_size)
-        results.update({f"test_{k}": v for k, v in labels.items() if k != "n"})
-    write_json(run / "results.json", results)
-    write_summary(run, model, dataset, cfg, results)
-    if results["val_nll_nats"] is not None:
-        show(
-            f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
-            f"{results['epochs']} epochs in {elapsed:.1f}s"
-        )
-    else:
-        show(f"{results['epochs']} epochs in {elapsed:.1f}s; kept epoch {results['best_epoch']}")
-    if "test_accuracy" in results:
-        show(
-            f"test accuracy {results['test_accuracy']:.4f}, expected calibration error "
-            f"{results['test_ece']:.4f}"
-        )
-    if "test_nll_nats" in results:
-        show(
-            f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
-            f"on {results['test_n']} test examples"
-        )
-    show(f"wrote {run / 'samples.png'}, {run / 'loss.png'}, {run / 'summary.md'}")
-    return results
-
-
-def write_summary(
-    run: Path, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, res: dict[str, Any]
-) -> None:
-    """summary.md: what was trained, on what, how well, and how to use it."""
-
-    def fmt(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
-
-    cfg_json = read_config(run)
-    rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in res.items())
-    model_cfg = ", ".join(f"{k}={v}" for k, v in cfg_json["config"].items())
-    nll_line = (
-        f"NLL in nats per example ({model.likelihood_note()}); bits/dim = nats / (D ln 2), "
-        f"D = {dataset.spec.dim}"
-        if model.has_likelihood
-        else "no likelihood: sample quality on dgm's own feature network (see its line above)"
-    )
-    text = f"""# {model.name} on {dataset.spec.name}
-
-| result | value |
-|---|---|
-{rows}
-
-- model config: {model_cfg}
-- training: optimizer {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed}, \
-patience {cfg.patience}, ema {cfg.ema}, precision {cfg.precision}
-- data: {dataset.source or dataset.spec.name}; {len(dataset.train)} train / {len(dataset.val)} \
-val / {len(dataset.test)} test; shape {tuple(dataset.spec.shape)}, levels {dataset.spec.levels}
-- {nll_line}
-- machine: {platform.platform()}, torch {torch.__version__}
-
-Use it: `dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`,
-or in Python `model = dgm.load("{run}")`.
-"""
-    with atomic_write(run / "summary.md") as f:
-        f.write(text)
+        return None
+    return Fitted(run, cfg, elapsed=log.elapsed(), device=trainer.strategy.root_device)

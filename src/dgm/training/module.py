@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from dgm.data.inputs import mutate
 from dgm.models.base import Batch, GenerativeModel, unpack
+from dgm.models.capabilities import Adversarial, Scheduled
 from dgm.training.config import TrainConfig
 
 
@@ -83,19 +84,25 @@ class LitModel(L.LightningModule):
         self._train_forward = torch.compile(model.loss) if cfg.compile else model.loss
 
     @property
+    def suspect(self) -> bool:
+        """Whether the run folder must not keep this epoch's weights (see LitAdversarial)."""
+        return False
+
+    @property
     def eval_model(self) -> GenerativeModel:
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if self.cfg.perturb > 0:  # a likelihood ratio's background model sees mutated inputs
             x, y = unpack(batch)
-            batch = (mutate(x, self.cfg.perturb, self.model.config.levels), y)
+            batch = (mutate(x, self.cfg.perturb, self.model.levels), y)
+        if isinstance(self.model, Scheduled):  # the step is the trainer's: resumes continue it
+            self.model.set_step(self.global_step)
         loss = self._train_forward(batch)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"training diverged: the loss is {loss.item()} at epoch {self.current_epoch}, "
-                f"step {batch_idx}; lower the learning rate (--set lr=...) or clip gradients "
-                "(--set grad_clip=1)"
+                f"step {batch_idx}; {self.model.divergence_advice}"
             )
         n = batch[0].shape[0] if isinstance(batch, (tuple, list)) else batch.shape[0]
         self.log(
@@ -147,109 +154,103 @@ class LitModel(L.LightningModule):
 
 
 class LitAdversarial(LitModel):
-    """Alternating updates of a two-player model (a GAN) by Lightning's manual optimisation.
+    """Alternating updates of a model with several players (an
+    :class:`~dgm.models.capabilities.Adversarial` model, a GAN) by Lightning's manual
+    optimisation.
 
-    The model gives ``discriminator_step(batch) -> (loss, stats)``, ``generator_step(batch)``,
-    ``d_steps`` and ``player_params(lr)``: every batch is one D update, every ``d_steps``-th
-    also a G update on fresh noise, so each critic step sees new real data. Both losses, D's
-    outputs on real and fake data and both gradient norms go to the epoch's log line. A NaN
-    stops training, and so does a discriminator that wins outright for ``collapse_epochs``
-    epochs running (its loss ~0: G gets no signal and only degrades from there); the run
-    folder keeps the weights of the last epoch before the collapse began.
+    One optimiser per player from ``model.players(lr)``; each batch the model's
+    ``adversarial_step`` decides which players move and calls back :meth:`_update` for each,
+    which steps that player's optimiser (the moving average follows ``averaged_player`` after
+    each of its updates). The numbers the step returns go to the epoch's log line. A NaN stops
+    training, and so do ``collapse_epochs`` epochs running that the model judges
+    :meth:`~dgm.models.capabilities.Adversarial.collapsed`; the run folder keeps the weights of
+    the last epoch before the collapse began (see :attr:`suspect`).
     """
 
-    collapse_epochs = 5
-    collapse_loss = 1e-3
+    model: Any  # a GenerativeModel that is Adversarial
 
     def __init__(self, model: GenerativeModel, cfg: TrainConfig) -> None:
+        if not isinstance(model, Adversarial):
+            raise TypeError(f"{model.name} is not an adversarial model")
         super().__init__(model, cfg)
         self.automatic_optimization = False
-        self._d_updates = 0
-        self._collapsed = 0
-        self._d_loss_sum = 0.0
-        self._d_loss_n = 0
+        self.collapse_epochs = model.collapse_epochs
+        self._batches = 0  # batches stepped on, in this process
+        self._collapsed = 0  # epochs in a row the model judged collapsed
+        self._sums: dict[str, Tensor] = {}  # the epoch's sums of each logged number, on device
+        self._counts: dict[str, int] = {}
+        self._names: list[str] = []
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
-        players = self.model.player_params(cfg.lr)  # type: ignore[operator]
         opts = []
-        for name in ("generator", "discriminator"):
-            group = players[name]
+        self._names = []
+        for name, group in self.model.players(cfg.lr).items():
             kwargs: dict[str, Any] = {"lr": group["lr"], **_fused(cfg, group["params"])}
             if cfg.optimizer != "adamax" or "betas" in group:
                 kwargs["betas"] = group["betas"]
             if cfg.weight_decay > 0 or cfg.optimizer == "adamw":
                 kwargs["weight_decay"] = cfg.weight_decay
             opts.append(_optimizer_class(cfg)(group["params"], **kwargs))
+            self._names.append(name)
         return opts
 
-    def _update(self, opt: Any, loss: Tensor, params: list[torch.nn.Parameter]) -> Tensor:
+    def _update(self, player: str, loss: Tensor, batch_idx: int) -> Tensor:
+        """One optimiser step of ``player`` on ``loss``; its gradient norm (clipped to
+        ``grad_clip`` when that is > 0)."""
+        self._check(player, loss, batch_idx)
+        optimizers = self.optimizers()
+        opts = optimizers if isinstance(optimizers, list) else [optimizers]
+        opt = opts[self._names.index(player)]
+        params = [p for group in opt.param_groups for p in group["params"]]
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        # the norm is logged either way; with grad_clip > 0 it is also clipped to that
         limit = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(params, limit)
         opt.step()
+        if self.ema is not None and player == self.model.averaged_player:
+            self.ema.update_parameters(self.model)
         return norm
 
-    def _check(self, what: str, loss: Tensor, batch_idx: int) -> None:
+    def _check(self, player: str, loss: Tensor, batch_idx: int) -> None:
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"training diverged: the {what} loss is {loss.item()} at epoch "
-                f"{self.current_epoch}, step {batch_idx}; lower the learning rates (--set "
-                "lr=..., --set d_lr=...), try --set spectral_norm=true or objective=wgan-gp"
+                f"training diverged: the {player} loss is {loss.item()} at epoch "
+                f"{self.current_epoch}, step {batch_idx}; {self.model.divergence_advice}"
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
-        model = self.model
         n = batch[0].shape[0] if isinstance(batch, (tuple, list)) else batch.shape[0]
         log = {"on_step": False, "on_epoch": True, "batch_size": n, "sync_dist": True}
-        d_loss, stats = model.discriminator_step(batch)  # type: ignore[operator]
-        self._check("discriminator", d_loss, batch_idx)
-        d_params = list(model.discriminator.parameters())  # type: ignore[union-attr]
-        d_norm = self._update(opt_d, d_loss, d_params)
-        self._d_updates += 1
-        self._d_loss_sum += float(d_loss.detach())
-        self._d_loss_n += 1
-        self.log("d_loss", d_loss.detach(), prog_bar=True, **log)
-        self.log("d_grad_norm", d_norm, **log)
+        stats = self.model.adversarial_step(
+            batch, self._batches, lambda player, loss: self._update(player, loss, batch_idx)
+        )
+        self._batches += 1
         for key, value in stats.items():
-            self.log(key, value, **log)
-        if self._d_updates % model.d_steps == 0:  # type: ignore[operator]
-            g_loss = model.generator_step(batch)  # type: ignore[operator]
-            self._check("generator", g_loss, batch_idx)
-            g_params = list(model.generator.parameters())  # type: ignore[union-attr]
-            g_norm = self._update(opt_g, g_loss, g_params)
-            self.log("g_loss", g_loss.detach(), prog_bar=True, **log)
-            self.log("g_grad_norm", g_norm, **log)
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
+            value = value.detach()
+            self.log(key, value, prog_bar=key.endswith("_loss"), **log)
+            self._sums[key] = self._sums[key] + value if key in self._sums else value
+            self._counts[key] = self._counts.get(key, 0) + 1
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
-        pass  # the EMA moves after each G update (training_step), not after each D update
+        pass  # the moving average follows its player's updates (_update), not every batch
 
     @property
     def suspect(self) -> bool:
-        """True while D has been winning outright: the run folder does not keep these weights."""
+        """True while the model has judged the game collapsed: the run folder does not keep
+        these weights."""
         return self._collapsed > 0
 
     def on_validation_epoch_start(self) -> None:
         # the epoch's training batches are done and nothing of it is saved yet: judge it now
-        if self.trainer.sanity_checking or self._d_loss_n == 0:
+        if self.trainer.sanity_checking or not self._counts:
             return
-        mean = self._d_loss_sum / self._d_loss_n
-        self._d_loss_sum, self._d_loss_n = 0.0, 0
-        objective = getattr(self.model.config, "objective", "")
-        # a Wasserstein critic's loss is no probability and may sit anywhere: not checked
-        if objective != "wgan-gp" and abs(mean) < self.collapse_loss:
-            self._collapsed += 1
-        else:
-            self._collapsed = 0
-        if self._collapsed >= self.collapse_epochs:
+        means = {k: float(self._sums[k]) / self._counts[k] for k in self._sums}
+        self._sums, self._counts = {}, {}
+        reason = self.model.collapsed(means)
+        self._collapsed = self._collapsed + 1 if reason is not None else 0
+        if reason is not None and self._collapsed >= self.collapse_epochs:
             raise TrainingError(
-                f"the discriminator's loss has been ~0 ({mean:.2e}) for {self._collapsed} "
-                f"epochs: D wins outright and G gets no signal; the run keeps the weights of "
-                "the last epoch before that. Try --set spectral_norm=true, dropout=0.3, a "
-                "smaller d_lr, or objective=wgan-gp"
+                f"{self._collapsed} epochs in a row: {reason} (the run keeps the weights of the "
+                "last epoch before that)"
             )

@@ -1,5 +1,6 @@
-"""Bijections (``torch.distributions.Transform`` subclasses, data -> noise) and the flow layers
-(``nn.Module``) that own their parameters and build them, optionally from a context.
+"""Bijections (``torch.distributions.Transform`` subclasses, data -> noise), the flow layers
+(``nn.Module``) that own their parameters and build them, optionally from a context, and the
+composition ``Flow(transform, base)`` of a flow layer and a base distribution.
 
 See ``dgm.transforms.base`` for the conventions.
 """
@@ -27,6 +28,7 @@ from dgm.transforms.elementwise import (
     random_permutation,
     reverse_permutation,
 )
+from dgm.transforms.flow import Flow
 from dgm.transforms.glow import (
     ActNorm,
     ActNormTransform,
@@ -62,6 +64,7 @@ __all__ = [
     "ElementwiseAffine",
     "ElementwiseSpline",
     "Fixed",
+    "Flow",
     "FlowLayer",
     "FlowSequence",
     "Householder",

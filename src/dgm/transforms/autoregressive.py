@@ -50,8 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dgm.nn.flownets import LAST_INIT_SCALE
 from dgm.nn.made import MADENet, MaskOrder
+from dgm.nn.mlp import LAST_INIT_SCALE
 from dgm.transforms.base import Bijection, FlowLayer
 from dgm.transforms.splines import rational_quadratic_spline, spline_params, split_spline_params
 

@@ -22,7 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dgm.nn.flownets import MLP, ConvConditioner
+from dgm.nn.conv import ConvConditioner
+from dgm.nn.mlp import MLP
 from dgm.transforms.base import Bijection, FlowLayer, sum_except_batch
 
 Kind = Literal["affine", "additive", "spline"]
@@ -154,8 +155,8 @@ class CouplingTransform(Bijection):
 class Coupling(FlowLayer):
     """A coupling layer with its own conditioner network, sized from the event shape.
 
-    Vectors ``(D,)`` get an :class:`~dgm.nn.flownets.MLP`; images ``(C, H, W)`` a
-    :class:`~dgm.nn.flownets.ConvConditioner`. ``context_dim`` adds a context (a vector, or an
+    Vectors ``(D,)`` get an :class:`~dgm.nn.mlp.MLP`; images ``(C, H, W)`` a
+    :class:`~dgm.nn.mlp.ConvConditioner`. ``context_dim`` adds a context (a vector, or an
     image-sized map of that many channels) to the conditioner's input.
     """
 

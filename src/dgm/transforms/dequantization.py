@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from dgm.distributions.normal import StandardNormal
-from dgm.nn.causal import activation
+from dgm.nn.activations import activation
 from dgm.transforms.base import FlowSequence
 from dgm.transforms.coupling import Coupling
 from dgm.transforms.elementwise import SigmoidTransform

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgm.nn.flownets import LAST_INIT_SCALE
+from dgm.nn.mlp import LAST_INIT_SCALE
 from dgm.transforms.base import Bijection, FlowLayer, sum_except_batch
 
 

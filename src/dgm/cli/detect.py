@@ -1,0 +1,190 @@
+"""``dgm detect RUN INPUTS``: score each input with log p(x) (and, for models that classify, a
+label and p(label|x)) and decide ``confident``, ``uncertain-label`` or ``uncertain-object``
+(:mod:`dgm.evaluation.decision`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dgm.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_device,
+    add_num_samples,
+    err,
+    load_run,
+    require_likelihood,
+    split_inputs,
+)
+from dgm.errors import ConfigError, DataError
+
+
+def add_parser(sub: Any) -> None:
+    d = sub.add_parser(
+        "detect",
+        help="score inputs: label, p(label|x), log p(x) and a decision for each",
+        description="Score each input (an image or array file, or every file in a folder) "
+        "with log p(x) and, for hybrid models, a label and p(label|x); decide 'confident', "
+        "'uncertain-label' or 'uncertain-object' with a log p(x) threshold calibrated on the "
+        "run's validation split. Image files are 8-bit and mapped to the model's levels; "
+        "arrays (.npy, .npz, .csv) are read in the data's own units.",
+    )
+    d.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
+    d.add_argument("inputs", metavar="INPUTS", help="a file or folder of images or arrays")
+    d.add_argument(
+        "--keep",
+        type=float,
+        default=0.95,
+        help="share of validation inputs whose log p(x) passes the threshold (default 0.95)",
+    )
+    d.add_argument(
+        "--min-p-label",
+        type=float,
+        default=0.5,
+        help="below this p(label|x) a plausible input is 'uncertain-label' (default 0.5)",
+    )
+    d.add_argument(
+        "--log-px-threshold",
+        type=float,
+        default=None,
+        metavar="NATS",
+        help="use this log p(x) threshold instead of calibrating one on validation data",
+    )
+    add_shared(d)
+    d.add_argument("--json", action="store_true", help="one JSON object per input, then a summary")
+    d.add_argument(
+        "--out", default=None, metavar="FILE.json|FILE.csv", help="also write the report to FILE"
+    )
+
+
+def add_shared(p: argparse.ArgumentParser) -> None:
+    """The options ``dgm detect`` and ``dgm ood`` share."""
+    from dgm.evaluation.likelihood import QUICK_SAMPLES
+
+    p.add_argument("--data-dir", default=None)
+    add_num_samples(
+        p, f"default {QUICK_SAMPLES} for latent models (at most), 1 for dequantised flows"
+    )
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    add_device(p)
+
+
+def quick_num_samples(args: argparse.Namespace, model: Any) -> int | None:
+    """K for scoring many inputs: ``--num-samples``, or the model's own at most 100."""
+    from dgm.evaluation.likelihood import QUICK_SAMPLES, num_samples_for
+
+    return num_samples_for(model, args.num_samples, cap=QUICK_SAMPLES)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dgm.data import DataSpec
+    from dgm.data.inputs import read_inputs
+    from dgm.evaluation.decision import Thresholds, calibrate, decide, score, summarize
+
+    loaded = load_run(args.run, args.device)
+    model = loaded.model
+    require_likelihood(model)
+    spec_dict = loaded.data_meta.get("spec")
+    if not spec_dict:
+        raise DataError(f"{args.run}: config.json names no data spec; retrain with this dgm")
+    spec = DataSpec.from_dict(spec_dict)
+    items = read_inputs(args.inputs, spec)
+    k = quick_num_samples(args, model)
+    torch.manual_seed(args.seed)
+    if args.log_px_threshold is not None:
+        thr = Thresholds(args.log_px_threshold, args.min_p_label, float("nan"), 0)
+    else:
+        val = split_inputs(loaded.dataset(None, args.data_dir), "val")
+        val_lp, _ = score(model, val, args.batch_size, k)
+        thr = calibrate(val_lp, args.keep, args.min_p_label)
+    valid = [it for it in items if it.x is not None]
+    records: dict[int, dict[str, Any]] = {}
+    if valid:
+        x = torch.stack([it.x for it in valid])
+        log_px, log_py = score(model, x, args.batch_size, k)
+        for it, rec in zip(valid, decide(log_px, log_py, thr, spec.dim)):
+            records[id(it)] = rec
+    rows = [
+        {"input": it.name, **records[id(it)]}
+        if it.x is not None
+        else {"input": it.name, "error": it.error}
+        for it in items
+    ]
+    summary = {
+        "model": model.name,
+        "run": str(args.run),
+        "inputs": len(rows),
+        "invalid": len(items) - len(valid),
+        **summarize(list(records.values())),
+        "thresholds": thr.to_dict(),
+        **({"num_samples": k} if k else {}),
+    }
+    if args.out:
+        _write_report(Path(args.out), rows, summary)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        print(json.dumps({"summary": summary}))
+    else:
+        _print(rows, summary, thr)
+    if not valid:
+        err(f"dgm detect: error: none of the {len(items)} inputs could be scored (see above)")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _print(rows: list[dict[str, Any]], summary: dict[str, Any], thr: Any) -> None:
+    width = min(48, max((len(r["input"]) for r in rows), default=5))
+    for r in rows:
+        name = r["input"] if len(r["input"]) <= width else "..." + r["input"][-(width - 3) :]
+        if "error" in r:
+            print(f"{name:<{width}}  invalid: {r['error']}")
+            continue
+        label = "" if r["label"] is None else f"label {r['label']}  p {r['p_label']:.3f}  "
+        print(
+            f"{name:<{width}}  {label}log p(x) {r['log_px']:9.2f} nats  "
+            f"{r['bpd']:6.3f} bpd  {r['decision']}"
+        )
+    how = (
+        f"keeps {thr.keep:.0%} of {thr.num_val} validation inputs"
+        if thr.num_val
+        else "given by --log-px-threshold"
+    )
+    counts = ", ".join(
+        f"{summary[d]} {d}" for d in ("confident", "uncertain-label", "uncertain-object")
+    )
+    print(
+        f"{summary['inputs']} inputs: {counts}, {summary['invalid']} invalid; "
+        f"log p(x) threshold {thr.log_px:.2f} nats ({how})"
+        + (
+            f", p(label|x) threshold {thr.min_p_label:g}"
+            if any(r.get("label") is not None for r in rows)
+            else ""
+        )
+    )
+
+
+def _write_report(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    from dgm.io import atomic_write
+
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        with atomic_write(path, "w") as f:
+            json.dump({"inputs": rows, "summary": summary}, f, indent=1)
+    elif suffix == ".csv":
+        import csv
+
+        keys = ["input", "label", "p_label", "log_px", "bpd", "decision", "error"]
+        with atomic_write(path, "w") as f:
+            w = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: r.get(k, "") for k in keys})
+    else:
+        raise ConfigError(f"--out {path}: use a .json or .csv file name")

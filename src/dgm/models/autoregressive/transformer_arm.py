@@ -1,0 +1,136 @@
+"""Autoregressive model with a decoder-only (causal) transformer over the flattened image.
+
+p(x) = prod_d p(x_d | x_<d) with pixels read in raster order as tokens (Chen et al. 2020,
+"Generative pretraining from pixels"; Parmar et al. 2018, "Image transformer"). Each pixel
+level 0..K-1 is a learned embedding; the sequence fed to the network is shifted right,
+``[start, x_0, ..., x_{D-2}]`` plus learned position embeddings, so output ``d`` of the causal
+transformer (``dgm.models.autoregressive.transformer``) sees ``x_<d`` only and gives the
+parameters of p(x_d | x_<d). Sampling is ancestral; by default it keeps every layer's keys and
+values, so each step runs one token through the network instead of the whole prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dgm.config import opt
+from dgm.distributions import make_likelihood
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
+from dgm.errors import ConfigError
+from dgm.models.autoregressive.transformer import CausalTransformer, KVCache
+from dgm.models.base import GenerativeModel, check_discrete_config
+from dgm.registry import register
+
+
+@dataclass
+class TransformerARMConfig:
+    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
+    levels: int = opt(17, "values per pixel, from the data")
+    dim: int = opt(64, "width of the token embeddings and of every block")
+    layers: int = opt(4, "transformer blocks")
+    heads: int = opt(4, "attention heads per block (dim must be a multiple)")
+    mlp_ratio: float = opt(4.0, "hidden width of each block's MLP, as a multiple of dim")
+    dropout: float = opt(0.1, "dropout on embeddings, attention weights and residual branches")
+    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
+    mixtures: int = opt(5, MIXTURES_HELP)
+
+    def __post_init__(self) -> None:
+        check_discrete_config(self)
+        if self.dim < 1 or self.layers < 1 or self.heads < 1:
+            raise ConfigError("need dim >= 1, layers >= 1 and heads >= 1")
+        if self.dim % self.heads:
+            raise ConfigError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@register(
+    "transformer-arm",
+    "autoregressive",
+    "decoder-only causal transformer over the flattened image, pixels as tokens",
+)
+class TransformerARM(GenerativeModel):
+    """Transformer ARM: exact log-likelihood, ancestral sampling with a key/value cache."""
+
+    Config = TransformerARMConfig
+    discrete_only = True
+    config: TransformerARMConfig
+
+    def __init__(self, config: TransformerARMConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.dim = int(torch.tensor(c.shape).prod())  # D pixels, as in ARM (c.dim is the width)
+        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
+        self.token = nn.Embedding(c.levels, c.dim)
+        self.start = nn.Parameter(torch.zeros(c.dim))  # the token before x_0
+        self.position = nn.Parameter(torch.zeros(self.dim, c.dim))  # [D, C]
+        self.drop = nn.Dropout(c.dropout)
+        self.body = CausalTransformer(c.dim, c.layers, c.heads, c.mlp_ratio, c.dropout)
+        self.head = nn.Linear(c.dim, self.likelihood.params_per_dim)
+        for p in (self.token.weight, self.start, self.position):
+            nn.init.normal_(p, std=0.02)  # small next to the LayerNorm scale, as in GPT-2
+
+    # -- the network, in two halves so tests can differentiate through the second ------------
+    def embed(self, x: Tensor) -> Tensor:
+        """Token embeddings of the levels, not yet shifted: ``[B, T] -> [B, T, C]``."""
+        return self.token(x.long())
+
+    def logits_from_embeddings(self, e: Tensor) -> Tensor:
+        """Parameters of every conditional from token embeddings: ``[B, T, C] -> [B, P, T]``.
+
+        Output ``d`` sees ``e[:, :d]`` only: the inputs are shifted right behind the start
+        token, and the transformer is causal.
+        """
+        B, T, _ = e.shape
+        start = self.start.expand(B, 1, -1)  # [B, 1, C]
+        h = torch.cat([start, e[:, : T - 1]], dim=1) + self.position[:T]  # [B, T, C]
+        out = self.head(self.body(self.drop(h)))  # [B, T, P]
+        return out.transpose(1, 2)  # [B, P, T]
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Parameters of every conditional: ``[B, T] -> [B, P, T]``; output d sees x_<d only."""
+        return self.logits_from_embeddings(self.embed(x))
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        flat = x.reshape(x.shape[0], -1)  # [B, D]
+        return self.likelihood.log_prob(self.logits(flat), flat)
+
+    # -- sampling -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, cache: bool = True) -> Tensor:
+        """Ancestral sampling in raster order: ``[n, *shape]`` levels.
+
+        ``cache=True`` feeds one token per step and attends over the cached keys and values
+        (O(D) work per step); ``cache=False`` recomputes the whole prefix every step (O(D^2)).
+        Both draw the same random numbers in the same order, so for one seed they give the
+        same samples.
+        """
+        x = torch.zeros(n, self.dim, device=self.device)  # [n, D]
+        kv = self.body.new_cache(self.dim) if cache else None
+        for d in range(self.dim):
+            params = self.step(x, d, kv) if kv is not None else self.recompute(x, d)  # [n, P, 1]
+            x[:, d] = self.likelihood.sample(params, temperature)[:, 0]
+        return x.view(n, *self.config.shape)
+
+    def recompute(self, x: Tensor, d: int) -> Tensor:
+        """Params of p(x_d | x_<d) ``[B, P, 1]`` from a full pass over the prefix.
+
+        The prefix ``x[:, :d+1]`` suffices: output d sees x_<d, and x_d is shifted out.
+        """
+        return self.logits(x[:, : d + 1])[..., d : d + 1]
+
+    def step(self, x: Tensor, d: int, kv: KVCache) -> Tensor:
+        """Params of p(x_d | x_<d) ``[B, P, 1]``, given ``kv`` holding positions ``< d``.
+
+        Adds the same two terms as ``logits_from_embeddings`` for input position ``d``, so the
+        cached and the full pass compute the same numbers.
+        """
+        e = self.start.expand(x.shape[0], 1, -1) if d == 0 else self.embed(x[:, d - 1 : d])
+        h = e + self.position[d : d + 1]  # [B, 1, C]
+        out = self.head(self.body(self.drop(h), kv))  # [B, 1, P]
+        return out.transpose(1, 2)

@@ -1,0 +1,190 @@
+"""What a model can do beyond the contract, declared by the classes that can do it.
+
+Every model follows :class:`~dgm.models.base.GenerativeModel` (``log_prob``, ``sample``,
+``loss``). The trainer, evaluation and the command line ask for more only through these
+declarations, ``isinstance(model, Autoencoder)``, never by probing for attribute names: a
+model that declares a capability must implement it (the abstract methods say what), and one
+that does not declare it is never asked.
+
+- :class:`Autoencoder`: codes and back (``encode``, ``decode``, ``reconstruct``);
+- :class:`EvidenceBound`: ``elbo``, the bound a latent-variable model trains on;
+- :class:`Classifier`: ``classify`` and ``predict``, for hybrids p(y, x) = p(y|x) p(x);
+- :class:`LabelConditional`: samples and scores given a class label, when configured so;
+- :class:`ImplicitGenerator`: x = g(z), z ~ N(0, I), for AIS estimates of p(x);
+- :class:`Scheduled`: an objective that changes with the training step (KL warm-up);
+- :class:`Adversarial`: two players trained by alternating updates (GANs);
+- :class:`ReceptiveField`: how many past values each conditional sees.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, TypedDict
+
+import torch
+from torch import Tensor, nn
+
+from dgm.errors import ConfigError, DataError
+
+
+class Autoencoder(ABC):
+    """Examples to codes and back: ``decode(encode(x))`` is a reconstruction of ``x``."""
+
+    @abstractmethod
+    def encode(self, x: Tensor) -> Tensor:
+        """A code per example ``[B, *code]``, as :meth:`decode` reads it."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """The likelihood's most likely value given codes: ``[B, *event_shape]``."""
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """``decode(encode(x))``: ``[B, *event_shape]``."""
+        return self.decode(self.encode(x))
+
+
+class EvidenceBound(ABC):
+    """A latent-variable model whose ``log_prob(x, num_samples=K)`` is an importance-sampled
+    estimate and whose training bound is the ELBO."""
+
+    @abstractmethod
+    def elbo(self, x: Tensor, num_samples: int = 1) -> Tensor:
+        """The evidence lower bound in nats, ``[B]``."""
+
+
+class Classifier(ABC):
+    """A model of p(y, x) = p(y|x) p(x) that also classifies."""
+
+    @abstractmethod
+    def classify(self, x: Tensor) -> Tensor:
+        """log p(y|x) ``[B, C]``, rows log-softmax, deterministic."""
+
+    @abstractmethod
+    def predict(self, x: Tensor, num_samples: int = 1) -> tuple[Tensor, Tensor]:
+        """``(log p(x) [B], log p(y|x) [B, C])``, log p(x) as ``log_prob`` reports it."""
+
+
+class LabelConditional(ABC):
+    """A model that can be conditioned on a class label (a config option turns it on):
+    ``sample(n, labels=...)`` draws given labels, uniform ones when none are given."""
+
+    @property
+    @abstractmethod
+    def conditional(self) -> bool:
+        """Whether this model was built class-conditional."""
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int:
+        """How many classes its labels take (0 when not conditional)."""
+
+    def labels_for(self, n: int, labels: Any = None) -> Tensor | None:
+        """The label of each of ``n`` draws ``[n]`` (long, on the model's device): the given
+        ``labels`` checked (one for all, or one each), uniform draws when none are given; None
+        for a model built unconditional, which refuses labels."""
+        if not self.conditional:
+            if labels is not None:
+                raise ConfigError(
+                    f"labels given, but this {self.name} is not class-conditional"  # type: ignore[attr-defined]
+                )
+            return None
+        k, device = self.num_classes, self.device  # type: ignore[attr-defined]
+        if labels is None:  # the uniform p(y) a class-conditional model's marginal assumes
+            return torch.randint(k, (n,), device=device)
+        y = torch.as_tensor(labels, device=device).long().reshape(-1)
+        if y.numel() == 1:  # one label for every draw
+            y = y.expand(n)
+        if y.numel() != n:
+            raise DataError(f"need one label per sample: got {y.numel()} labels for {n} samples")
+        if y.numel() and (y.min() < 0 or y.max() >= k):
+            raise DataError(f"labels must lie in 0..{k - 1}, got {y.min()}..{y.max()}")
+        return y
+
+
+class ImplicitGenerator(ABC):
+    """x = g(z) with z ~ N(0, I_K): a decoder-based model without a likelihood of its own, whose
+    p(x) annealed importance sampling estimates under x = g(z) + sigma eps (Wu et al. 2017;
+    :mod:`dgm.evaluation.ais`)."""
+
+    @property
+    @abstractmethod
+    def latent_dim(self) -> int:
+        """K, the dimensions of z."""
+
+    @abstractmethod
+    def generator_mean(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """g(z) in the data's units ``[B, *event_shape]`` (deterministic: eval mode)."""
+
+
+class Scheduled(ABC):
+    """A training objective that changes with the step (a KL warm-up, a cycle of masks). The
+    step is training state, so it lives in the trainer: a training loop calls
+    ``set_step(global_step)`` before each step, and a resumed run continues where it was."""
+
+    @abstractmethod
+    def set_step(self, step: int) -> None:
+        """Take the number of optimiser steps done so far."""
+
+
+class Player(TypedDict):
+    """One player's parameters and optimiser settings."""
+
+    params: list[nn.Parameter]
+    lr: float
+    betas: tuple[float, float]
+
+
+# update(player, loss) -> the gradient norm: one optimiser step of ``player`` on ``loss``
+Update = Callable[[str, Tensor], Tensor]
+
+
+class Adversarial(ABC):
+    """Players trained by alternating updates (a GAN). The trainer builds one optimiser per
+    player from :meth:`players` and calls :meth:`adversarial_step` once per batch with an
+    ``update`` function; it knows nothing of the objectives. After each epoch it asks
+    :meth:`collapsed` whether the game has failed, and stops after ``collapse_epochs``
+    failed epochs in a row, keeping the weights of the last good one."""
+
+    # the player whose weights the trainer's moving average follows (after each of its updates)
+    averaged_player: ClassVar[str]
+    # epochs in a row that :meth:`collapsed` may report before training stops
+    collapse_epochs: ClassVar[int] = 5
+
+    @abstractmethod
+    def players(self, lr: float) -> dict[str, Player]:
+        """Each player's parameters and optimiser settings, given the training lr."""
+
+    @abstractmethod
+    def adversarial_step(self, batch: Any, step: int, update: Update) -> dict[str, Tensor]:
+        """One training step on ``batch`` (``step`` batches done before it): calls
+        ``update(player, loss)`` for each player update and returns scalars to log."""
+
+    @abstractmethod
+    def collapsed(self, epoch_means: dict[str, float]) -> str | None:
+        """Given the epoch's means of the logged scalars, why the game looks collapsed (a
+        sentence with what to change), or None while it is healthy."""
+
+
+class ReceptiveField(ABC):
+    """An autoregressive model whose conditionals see a bounded window of the past."""
+
+    @property
+    @abstractmethod
+    def receptive_field(self) -> int:
+        """How many past values each conditional sees."""
+
+
+__all__ = [
+    "Adversarial",
+    "Autoencoder",
+    "Classifier",
+    "EvidenceBound",
+    "ImplicitGenerator",
+    "LabelConditional",
+    "Player",
+    "ReceptiveField",
+    "Scheduled",
+    "Update",
+]

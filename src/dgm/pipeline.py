@@ -1,0 +1,206 @@
+"""Train, then evaluate the kept weights, then write the report: the one module that knows the
+order of the three, above :mod:`dgm.training` (which knows no evaluation) and
+:mod:`dgm.evaluation` (which reads models through the contract only).
+
+``train`` is what ``dgm train`` runs, also from Python::
+
+    from dgm.data import load_dataset
+    from dgm.pipeline import train
+
+    results = train("arm", load_dataset("digits"), "runs/py", {"hidden": 64}, {"epochs": 5})
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dgm.data.base import Dataset
+from dgm.errors import CheckpointError
+from dgm.evaluation.classification import classifies, evaluate_classifier
+from dgm.evaluation.likelihood import TRAINING_SAMPLES, evaluate_likelihood, num_samples_for
+from dgm.evaluation.sample_quality import default_quality_metrics, evaluate_sample_quality
+from dgm.models.base import GenerativeModel
+from dgm.models.capabilities import ReceptiveField
+from dgm.plotting import save_curves, save_density, save_samples
+from dgm.runs import RunFolder
+from dgm.training import TrainConfig, fit
+
+Show = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(
+    model_name: str,
+    dataset: Dataset,
+    out: str | Path,
+    model_config: dict[str, Any] | None = None,
+    train_config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    data_meta: dict[str, Any] | None = None,
+    show: Show = _stderr,
+) -> dict[str, Any]:
+    """Train ``model_name`` on ``dataset`` into run folder ``out``, evaluate the kept weights on
+    the test split and write results.json and summary.md; return the results (``{}`` in every
+    process but the one that writes files). ``resume=True`` continues the run in ``out``."""
+    fitted = fit(
+        model_name,
+        dataset,
+        out,
+        model_config,
+        train_config,
+        resume=resume,
+        overwrite=overwrite,
+        data_meta=data_meta,
+        show=show,
+    )
+    if fitted is None:
+        return {}
+    return finish(
+        fitted.run, dataset, fitted.config, fitted.elapsed, device=fitted.device, show=show
+    )
+
+
+def finish(
+    run: str | Path,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    elapsed: float,
+    device: torch.device | None = None,
+    show: Show = _stderr,
+) -> dict[str, Any]:
+    """Reload the kept model from the run folder; write samples, curves, the test numbers and
+    the summary."""
+    run = RunFolder(run)
+    if not run.has_weights():
+        raise CheckpointError(f"{run}: training ended before any validation; no model to keep")
+    model = run.load_model(map_location=str(device) if device is not None else None)
+    records = run.read_metrics()
+    save_curves(records, run.loss_plot, title=f"{model.name} on {dataset.spec.name}")
+    t0 = time.perf_counter()
+    samples = model.sample(cfg.num_samples)
+    sample_s = time.perf_counter() - t0
+    save_samples(samples, dataset.spec, run.samples_plot, title=f"{model.name} samples")
+    if dataset.spec.shape == (2,) and dataset.spec.levels is None and model.exact_likelihood:
+        # a 2-D density can be looked at directly, next to the data and the samples
+        more = model.sample(2000) if cfg.num_samples < 2000 else samples
+        save_density(
+            model.log_prob, dataset.test.x[:5000], more, run.density_plot,
+            title=f"{model.name} on {dataset.spec.name}",
+        )  # fmt: skip
+    key = f"val_{model.monitor}"
+    scored = [r for r in records if r.get(key) is not None]
+    best = min(scored, key=lambda r: r[key]) if scored else {}
+    if not model.has_likelihood and records:  # the latest weights were kept
+        best = {"epoch": records[-1]["epoch"]}
+    results: dict[str, Any] = {
+        "model": model.name,
+        "data": dataset.spec.name,
+        "parameters": model.num_parameters(),
+        **({"receptive_field": model.receptive_field} if isinstance(model, ReceptiveField) else {}),
+        "epochs": len(records),
+        "best_epoch": best.get("epoch"),
+        "val_nll_nats": best.get("val_nll"),
+        "train_time_s": round(elapsed, 2),
+        "sample_time_s": round(sample_s, 3),
+    }
+    if cfg.test and len(dataset.test):
+        results.update(_test_results(model, dataset, cfg, run, show))
+    run.write_results(results)
+    run.write_summary(summary(run, model, dataset, cfg, results))
+    if results["val_nll_nats"] is not None:
+        show(
+            f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
+            f"{results['epochs']} epochs in {elapsed:.1f}s"
+        )
+    else:
+        show(f"{results['epochs']} epochs in {elapsed:.1f}s; kept epoch {results['best_epoch']}")
+    if "test_accuracy" in results:
+        show(
+            f"test accuracy {results['test_accuracy']:.4f}, expected calibration error "
+            f"{results['test_ece']:.4f}"
+        )
+    if "test_nll_nats" in results:
+        show(
+            f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
+            f"on {results['test_n']} test examples"
+        )
+    show(f"wrote {run.samples_plot}, {run.loss_plot}, {run.summary_file}")
+    return results
+
+
+def _test_results(
+    model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, run: RunFolder, show: Show
+) -> dict[str, Any]:
+    """The kept model on the test split, keys prefixed ``test_``: its likelihood (the bound
+    trained on, where it is an estimate), or the quality of its samples for models without
+    one; accuracy and calibration for models that classify."""
+    test = dataset.test
+    out: dict[str, Any] = {}
+    if not model.has_likelihood:
+        # no likelihood (GANs): how good the samples are, with dgm's own feature network
+        if default_quality_metrics(dataset):
+            out.update(evaluate_sample_quality(model, dataset, run, show=show))
+        else:
+            show(
+                f"note: {dataset.spec.name} has no labels for a feature network: no sample "
+                "quality measured; dgm eval RUN --features DIR can use another run's"
+            )
+    else:
+        k = num_samples_for(model, cap=TRAINING_SAMPLES)
+        nll = evaluate_likelihood(model, test.x, cfg.eval_batch_size, k)
+        out.update({k_: v for k_, v in nll.items() if k_ != "exact"})
+    if test.y is not None and classifies(model):
+        labels = evaluate_classifier(model, test.x, test.y, cfg.eval_batch_size)
+        out.update({k_: v for k_, v in labels.items() if k_ != "n"})
+    return {f"test_{k_}": v for k_, v in out.items()}
+
+
+def summary(
+    run: RunFolder, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, res: dict[str, Any]
+) -> str:
+    """summary.md: what was trained, on what, how well, and how to use it."""
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
+
+    rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in res.items())
+    model_cfg = ", ".join(f"{k}={v}" for k, v in run.read_config()["config"].items())
+    nll_line = (
+        f"NLL in nats per example ({model.likelihood_note()}); bits/dim = nats / (D ln 2), "
+        f"D = {dataset.spec.dim}"
+        if model.has_likelihood
+        else "no likelihood: sample quality on dgm's own feature network (see its line above)"
+    )
+    return f"""# {model.name} on {dataset.spec.name}
+
+| result | value |
+|---|---|
+{rows}
+
+- model config: {model_cfg}
+- training: optimizer {cfg.optimizer}, lr {cfg.lr}, batch {cfg.batch_size}, seed {cfg.seed}, \
+patience {cfg.patience}, ema {cfg.ema}, precision {cfg.precision}
+- data: {dataset.source or dataset.spec.name}; {len(dataset.train)} train / {len(dataset.val)} \
+val / {len(dataset.test)} test; shape {tuple(dataset.spec.shape)}, levels {dataset.spec.levels}
+- {nll_line}
+- machine: {platform.platform()}, torch {torch.__version__}
+
+Use it: `dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`,
+or in Python `model = dgm.load("{run}")`.
+"""
+
+
+__all__ = ["finish", "summary", "train"]

@@ -1,0 +1,202 @@
+"""The run folder: the one place that knows the files a training run writes, their format
+version and how each is written (atomically: a reader sees the old file or the new one, never
+half of one). The trainer, the pipeline, evaluation and the command line reach a run's files
+only through :class:`RunFolder` (docs/architecture.md, "The run folder").
+
+=================  ==========================================================================
+file               what
+=================  ==========================================================================
+config.json        model name and config, data, training settings (``dgm.load`` rebuilds)
+model.safetensors  the weights kept (best on validation; EMA weights when ``ema`` > 0)
+last.ckpt          the full training state after the last finished epoch, for ``--resume``
+metrics.jsonl      one JSON object per epoch
+samples.png        a sample grid (every ``sample_every`` epochs and at the end)
+loss.png           the training curves
+density.png        the density of a 2-D model, next to the data and its samples
+results.json       the final numbers, for machines
+summary.md         the final numbers, for people
+features/          the feature network sample-quality metrics use (trained once)
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dgm.errors import ConfigError
+from dgm.io import CONFIG, FORMAT_VERSION, WEIGHTS, atomic_write, read_config, write_json
+
+if TYPE_CHECKING:
+    from dgm.models.base import GenerativeModel
+
+
+class RunFolder(os.PathLike):
+    """A run folder at ``path`` (which need not exist yet)."""
+
+    CONFIG = CONFIG
+    WEIGHTS = WEIGHTS
+    LAST = "last.ckpt"
+    METRICS = "metrics.jsonl"
+    SAMPLES = "samples.png"
+    LOSS = "loss.png"
+    DENSITY = "density.png"
+    RESULTS = "results.json"
+    SUMMARY = "summary.md"
+    FEATURES = "features"
+    RECONSTRUCTIONS = "reconstructions.png"
+    FORMAT = FORMAT_VERSION
+    # what a new run replaces when asked to overwrite a folder (nothing else is touched)
+    TRAINING_FILES = (CONFIG, WEIGHTS, LAST, METRICS, SAMPLES, LOSS, DENSITY, RESULTS, SUMMARY)
+
+    def __init__(self, path: str | Path | RunFolder) -> None:
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- the files ---------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def weights_file(self) -> Path:
+        return self.path / self.WEIGHTS
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.LAST
+
+    @property
+    def samples_plot(self) -> Path:
+        return self.path / self.SAMPLES
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.path / self.LOSS
+
+    @property
+    def density_plot(self) -> Path:
+        return self.path / self.DENSITY
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def features(self) -> Path:
+        """The folder of the run's feature network (sample-quality metrics)."""
+        return self.path / self.FEATURES
+
+    @property
+    def reconstructions_plot(self) -> Path:
+        return self.path / self.RECONSTRUCTIONS
+
+    def samples_for_seed(self, seed: int) -> Path:
+        """Where ``dgm sample`` writes its grid by default."""
+        return self.path / f"samples-seed{seed}.png"
+
+    def ood_plot(self, in_name: str, out_name: str) -> Path:
+        """Where ``dgm ood`` draws the score histograms of ``in_name`` against ``out_name``."""
+        return self.path / f"ood-{_slug(in_name)}-{_slug(out_name)}.png"
+
+    # -- a new run -----------------------------------------------------------------------------
+    def prepare(self, overwrite: bool) -> None:
+        """Make the folder for a new run; refuse one that holds something else unless
+        ``overwrite``, which removes only the files a run writes."""
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; choose a folder")
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:
+                raise ConfigError(
+                    f"--out {out} already holds files; continue it with --resume {out}, "
+                    "pick another folder, or pass --overwrite"
+                )
+            for name in self.TRAINING_FILES:
+                (out / name).unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, model: GenerativeModel, meta: dict[str, Any]) -> None:
+        """config.json: the model's name and config, and ``meta`` (data, training settings)."""
+        write_json(
+            self.config_file,
+            {"model": model.name, "format": self.FORMAT, "config": model.config_dict(), **meta},
+        )
+
+    def save_model(self, model: GenerativeModel, meta: dict[str, Any]) -> None:
+        """The weights to keep, with config.json (``meta`` as :meth:`write_config`)."""
+        model.save(self.path, meta)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        """config.json, with a clear error when the folder is no run."""
+        return read_config(self.path)
+
+    def data_meta(self) -> dict[str, Any]:
+        """What the run was trained on: ``{"name", "data_dir", "spec"}`` (as far as known)."""
+        return dict(self.read_config().get("data") or {})
+
+    def has_weights(self) -> bool:
+        return self.weights_file.is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def load_model(self, map_location: str | None = None) -> GenerativeModel:
+        """The kept model, in eval mode (``dgm.load``)."""
+        from dgm.io import load
+
+        return load(self.path, map_location=map_location)
+
+    # -- metrics.jsonl ---------------------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """One dict per finished epoch (empty before the first)."""
+        file = self.path / self.METRICS
+        if not file.is_file():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Add one epoch's line (appending one line is atomic enough)."""
+        with open(self.path / self.METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def keep_metrics(self, records: Iterable[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl by ``records`` (a resumed run drops the epoch it repeats)."""
+        with atomic_write(self.path / self.METRICS) as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+
+    # -- the end of a run --------------------------------------------------------------------------
+    def write_results(self, results: dict[str, Any]) -> None:
+        write_json(self.path / self.RESULTS, results)
+
+    def read_results(self) -> dict[str, Any]:
+        file = self.path / self.RESULTS
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def write_summary(self, text: str) -> None:
+        with atomic_write(self.summary_file) as f:
+            f.write(text)
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe short form of a dataset name or path."""
+    stem = Path(str(name)).name if ("/" in str(name) or "\\" in str(name)) else str(name)
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem) or "data"
+
+
+__all__ = ["RunFolder"]
