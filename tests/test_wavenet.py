@@ -105,7 +105,7 @@ def test_cached_steps_give_the_full_network_logits(dtype, cfg):
     with torch.no_grad():
         full = model.logits(x)  # [3, P, 40]
         queues = model.net.start(3, dtype, torch.device("cpu"))
-        enc = model._encode(x)  # [3, C, 40]
+        enc = model.encode_sequence(x)  # [3, C, 40]
         prev = torch.zeros_like(enc[..., 0])
         steps = []
         for t in range(40):

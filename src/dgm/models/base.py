@@ -4,6 +4,7 @@ What a model can do beyond it is declared with the classes of :mod:`dgm.models.c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from dgm import config as cfg_
+from dgm.config import opt
 from dgm.data.base import DataSpec
+from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError, DataError
 
 Batch = Tensor | tuple[Tensor, Tensor | None] | list
@@ -22,6 +25,20 @@ def check_discrete_config(c: Any) -> None:
     c.shape = tuple(c.shape)
     if c.levels < 2:
         raise ConfigError(f"levels must be >= 2, got {c.levels}")
+
+
+@dataclass
+class DiscreteConfig:
+    """The config fields of a model of discrete levels with a likelihood head (the
+    autoregressive models, the VQ-VAE); a model's config subclasses it."""
+
+    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
+    levels: int = opt(17, "values per dimension, from the data")
+    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
+    mixtures: int = opt(5, MIXTURES_HELP)
+
+    def __post_init__(self) -> None:
+        check_discrete_config(self)
 
 
 def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:

@@ -66,19 +66,21 @@ class Classifier(ABC):
         """``(log p(x) [B], log p(y|x) [B, C])``, log p(x) as ``log_prob`` reports it."""
 
 
-class LabelConditional(ABC):
-    """A model that can be conditioned on a class label (a config option turns it on):
-    ``sample(n, labels=...)`` draws given labels, uniform ones when none are given."""
+class LabelConditional:
+    """A model that can be conditioned on a class label, when its config says so (the fields
+    ``conditional`` and ``num_classes``): ``sample(n, labels=...)`` draws given labels, uniform
+    ones when none are given."""
 
     @property
-    @abstractmethod
     def conditional(self) -> bool:
         """Whether this model was built class-conditional."""
+        return bool(self.config.conditional)  # type: ignore[attr-defined]
 
     @property
-    @abstractmethod
     def num_classes(self) -> int:
         """How many classes its labels take (0 when not conditional)."""
+        c: Any = self.config  # type: ignore[attr-defined]
+        return (c.num_classes or 0) if self.conditional else 0
 
     def labels_for(self, n: int, labels: Any = None) -> Tensor | None:
         """The label of each of ``n`` draws ``[n]`` (long, on the model's device): the given

@@ -8,17 +8,13 @@ ch. 2; van den Oord et al. 2016, "WaveNet"). Pixels are read in raster order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.config import opt
-from dgm.distributions import make_likelihood
-from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel, check_discrete_config
+from dgm.models.autoregressive.base import AutoregressiveModel, InputEncoding
+from dgm.models.base import DiscreteConfig
 from dgm.models.capabilities import ReceptiveField
 from dgm.nn.activations import Activation, activation
 from dgm.nn.causal import CausalConv1d
@@ -104,9 +100,7 @@ class CausalConvNet(nn.Module):
 
 
 @dataclass
-class ARMConfig:
-    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
-    levels: int = opt(17, "values per pixel, from the data")
+class ARMConfig(DiscreteConfig):
     hidden: int = opt(64, "channels of the hidden layers")
     layers: int = opt(8, "causal conv layers, the first (exclusive) and last included")
     kernel_size: int = opt(5, "kernel width of every layer")
@@ -115,14 +109,12 @@ class ARMConfig:
     activation: Activation = opt("gelu", "leaky_relu | relu | gelu | elu | tanh")
     dropout: float = opt(0.3, "dropout after each hidden block")
     residual: bool = opt(True, "residual connections around hidden blocks")
-    input: Literal["onehot", "scalar"] = opt(
+    input: InputEncoding = opt(
         "onehot", "pixels enter as one channel per level, or as one scaled value (the notebook's)"
     )
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        check_discrete_config(self)
+        super().__post_init__()
         if self.hidden < 1 or self.layers < 2 or self.kernel_size < 1:
             raise ConfigError("need hidden >= 1, layers >= 2 and kernel_size >= 1")
         if not 0 <= self.dropout < 1:
@@ -132,21 +124,18 @@ class ARMConfig:
 
 
 @register("arm", "autoregressive", "causal 1-D convolutions over the flattened image (ARM)")
-class ARM(GenerativeModel, ReceptiveField):
-    """ARM(net, likelihood): exact log-likelihood, ancestral sampling."""
+class ARM(AutoregressiveModel, ReceptiveField):
+    """ARM(net, likelihood): exact log-likelihood, ancestral sampling in raster order (each
+    step a pass over the prefix: causal convs pad on the left only)."""
 
     Config = ARMConfig
-    discrete_only = True
     config: ARMConfig
 
     def __init__(self, config: ARMConfig) -> None:
         super().__init__(config)
         c = config
-        self.dim = int(torch.tensor(c.shape).prod())
-        in_channels = c.levels if c.input == "onehot" else 1
-        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
         self.net = CausalConvNet(
-            in_channels,
+            c.levels if c.input == "onehot" else 1,
             c.hidden,
             self.likelihood.params_per_dim,
             layers=c.layers,
@@ -158,33 +147,9 @@ class ARM(GenerativeModel, ReceptiveField):
             residual=c.residual,
         )
 
-    def _encode(self, x: Tensor) -> Tensor:  # [B, L] levels -> [B, C_in, L]
-        if self.config.input == "onehot":
-            return F.one_hot(x.long(), self.config.levels).movedim(-1, 1).to(self._dtype)
-        return (x * (2.0 / (self.config.levels - 1)) - 1.0).unsqueeze(1).to(self._dtype)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.net.first.weight.dtype
-
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, flat: Tensor) -> Tensor:
         """Parameters of every conditional: ``[B, L] -> [B, P, L]``; output d sees x_<d only."""
-        return self.net(self._encode(x))
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        flat = x.reshape(x.shape[0], -1)  # [B, D]
-        return self.likelihood.log_prob(self.logits(flat), flat)
-
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """Ancestral sampling, one pixel at a time in raster order."""
-        x = torch.zeros(n, self.dim, device=self.device)
-        for d in range(self.dim):
-            # causal convs pad on the left only, so the prefix x[:, :d+1] gives the same
-            # logits at position d as the whole sequence, for a fraction of the work
-            logits = self.logits(x[:, : d + 1])[..., d : d + 1]  # [n, P, 1]
-            x[:, d] = self.likelihood.sample(logits, temperature)[:, 0]
-        return x.view(n, *self.config.shape)
+        return self.net(self.encode_sequence(flat))
 
     @property
     def receptive_field(self) -> int:

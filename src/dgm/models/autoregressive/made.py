@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.config import opt
-from dgm.distributions import make_likelihood
-from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel, check_discrete_config
+from dgm.models.autoregressive.base import AutoregressiveModel, InputEncoding
+from dgm.models.base import DiscreteConfig
 from dgm.models.capabilities import Scheduled
 from dgm.nn.activations import Activation
 from dgm.nn.made import MADENet, Order
@@ -36,14 +34,12 @@ from dgm.registry import register
 
 
 @dataclass
-class MADEConfig:
-    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
-    levels: int = opt(17, "values per pixel, from the data")
+class MADEConfig(DiscreteConfig):
     hidden: int = opt(512, "units in every hidden layer")
     layers: int = opt(2, "hidden layers")
     activation: Activation = opt("relu", "leaky_relu | relu | gelu | elu | tanh")
     dropout: float = opt(0.0, "dropout after each hidden layer")
-    input: Literal["scalar", "onehot"] = opt(
+    input: InputEncoding = opt(
         "scalar", "pixels enter as one scaled value (generalises better), or one unit per level"
     )
     direct: bool = opt(False, "add masked direct connections from the inputs to the outputs")
@@ -54,11 +50,9 @@ class MADEConfig:
     ensemble: int = opt(1, "masks whose probabilities are averaged by log_prob in eval mode")
     mask_bias: bool = opt(False, "the paper's mask-conditioned bias (when num_masks > 1)")
     mask_seed: int = opt(0, "seeds the orderings and connectivities of the masks")
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        check_discrete_config(self)
+        super().__post_init__()
         if self.hidden < 1 or self.layers < 1:
             raise ConfigError("need hidden >= 1 and layers >= 1")
         if not 0 <= self.dropout < 1:
@@ -73,18 +67,15 @@ class MADEConfig:
 
 
 @register("made", "autoregressive", "masked MLP with order-agnostic training and ensembles (MADE)")
-class MADE(GenerativeModel, Scheduled):
+class MADE(AutoregressiveModel, Scheduled):
     """MADE(masked MLP, likelihood): exact log-likelihood, ancestral sampling."""
 
     Config = MADEConfig
-    discrete_only = True
     config: MADEConfig
 
     def __init__(self, config: MADEConfig) -> None:
         super().__init__(config)
         c = config
-        self.dim = math.prod(c.shape)
-        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
         self.net = MADENet(
             self.dim,
             c.levels if c.input == "onehot" else 1,
@@ -102,19 +93,16 @@ class MADE(GenerativeModel, Scheduled):
         # a resumed run continues the cycle; plain state, never saved or averaged
         self.mask_index = 0
 
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.net.last.weight.dtype
-
-    def _encode(self, x: Tensor) -> Tensor:  # [B, D] levels -> [B, D * C_in]
-        if self.config.input == "onehot":
-            return F.one_hot(x.long(), self.config.levels).flatten(1).to(self._dtype)
-        return (x * (2.0 / (self.config.levels - 1)) - 1.0).to(self._dtype)
-
     def params(self, flat: Tensor, mask: int = 0) -> Tensor:
         """Parameters of every conditional under mask ``mask``: ``[B, D] -> [B, P, D]``."""
-        out = self.net(self._encode(flat), mask)  # [B, P * D]
+        inputs = self.encode_sequence(flat).transpose(1, 2).flatten(1)  # [B, D * C_in], d-major
+        out = self.net(inputs, mask)  # [B, P * D]
         return out.view(flat.shape[0], self.likelihood.params_per_dim, self.dim)
+
+    def logits(self, flat: Tensor) -> Tensor:
+        """The parameters under the mask in use: the current one in training mode, the first
+        in eval mode (``log_prob`` mixes the ensemble's)."""
+        return self.params(flat, self.mask_index if self.training else 0)
 
     def log_prob_mask(self, x: Tensor, mask: int) -> Tensor:
         """log p_m(x) under one mask's ordering and connectivity: ``[B, *shape] -> [B]``."""
@@ -154,8 +142,9 @@ class MADE(GenerativeModel, Scheduled):
     @torch.no_grad()
     def sample_mask(self, n: int, mask: int, temperature: float = 1.0) -> Tensor:
         """Ancestral sampling in mask ``mask``'s ordering: ``[n, D]``, D network passes."""
-        x = torch.zeros(n, self.dim, device=self.device)
-        for d in self.net.order(mask).tolist():
-            params = self.params(x, mask)[..., d : d + 1]  # [n, P, 1]
-            x[:, d] = self.likelihood.sample(params, temperature)[:, 0]
-        return x
+        return self.ancestral(n, temperature, state=mask, order=self.net.order(mask).tolist())
+
+    def conditional_params(self, x: Tensor, d: int, state: Any = None) -> Tensor:
+        """p(x_d | x_<d)'s parameters ``[n, P, 1]`` under mask ``state``: one full pass (the
+        masks make output d see the values before d in that mask's order only)."""
+        return self.params(x, state)[..., d : d + 1]

@@ -15,107 +15,87 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.config import opt
 from dgm.data.base import DataSpec
-from dgm.distributions import make_likelihood
-from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError, DataError
-from dgm.models.base import Batch, GenerativeModel, check_discrete_config, unpack
+from dgm.models.autoregressive.base import AutoregressiveModel, InputEncoding
+from dgm.models.base import Batch, DiscreteConfig, unpack
 from dgm.models.capabilities import LabelConditional
 from dgm.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
 from dgm.registry import register
 
-InputEncoding = Literal["onehot", "scalar"]
-
-
-def _check_common(c: Any) -> None:
-    """Checks both configs share: image shape, levels, sizes."""
-    check_discrete_config(c)
-    if len(c.shape) != 3:
-        raise ConfigError(f"{c.shape} is not an image shape (C, H, W)")
-    if c.hidden < c.shape[0] or c.head < c.shape[0]:
-        raise ConfigError(f"hidden and head need at least one channel per colour ({c.shape[0]})")
-    for name in ("first_kernel", "kernel_size"):
-        k = getattr(c, name)
-        if k < 1 or k % 2 == 0:
-            raise ConfigError(f"{name} must be odd and >= 1, got {k}")
-    if not 0 <= c.dropout < 1:
-        raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}")
-
 
 @dataclass
-class PixelCNNConfig:
+class PixelConfig(DiscreteConfig):
+    """The fields both pixel models share (their own add the network's sizes)."""
+
     shape: tuple[int, ...] = opt((1, 8, 8), "event shape (C, H, W), from the data")
-    levels: int = opt(17, "values per pixel, from the data")
-    hidden: int = opt(64, "channels of the residual stream (2h in the paper)")
-    layers: int = opt(6, "residual blocks after the mask A layer")
     first_kernel: int = opt(7, "kernel size of the mask A input layer")
-    kernel_size: int = opt(3, "kernel size of the mask B convolutions in the blocks")
+    kernel_size: int = opt(3, "kernel size of the mask B convolutions after it")
     head: int = opt(64, "channels of the 1x1 ReLU output layer")
-    dropout: float = opt(0.5, "dropout on each residual branch")
     input: InputEncoding = opt(
         "scalar",
         "pixels enter as one scaled value per colour (generalises better on small data), or "
         "as one channel per level",
     )
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.layers < 0:
-            raise ConfigError(f"layers must be >= 0, got {self.layers}")
+        super().__post_init__()
+        c: Any = self
+        if len(c.shape) != 3:
+            raise ConfigError(f"{c.shape} is not an image shape (C, H, W)")
+        if c.hidden < c.shape[0] or c.head < c.shape[0]:
+            raise ConfigError(
+                f"hidden and head need at least one channel per colour ({c.shape[0]})"
+            )
+        for name, k in (("first_kernel", c.first_kernel), ("kernel_size", c.kernel_size)):
+            if k < 1 or k % 2 == 0:
+                raise ConfigError(f"{name} must be odd and >= 1, got {k}")
+        if not 0 <= c.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}")
+        if c.layers < 0:
+            raise ConfigError(f"layers must be >= 0, got {c.layers}")
 
 
 @dataclass
-class GatedPixelCNNConfig:
-    shape: tuple[int, ...] = opt((1, 8, 8), "event shape (C, H, W), from the data")
-    levels: int = opt(17, "values per pixel, from the data")
+class PixelCNNConfig(PixelConfig):
+    hidden: int = opt(64, "channels of the residual stream (2h in the paper)")
+    layers: int = opt(6, "residual blocks after the mask A layer")
+    dropout: float = opt(0.5, "dropout on each residual branch")
+
+
+@dataclass
+class GatedPixelCNNConfig(PixelConfig):
     num_classes: int | None = opt(None, "number of classes, from the data (None: unlabelled)")
     hidden: int = opt(32, "channels p of each stack (the gates see 2p)")
     layers: int = opt(6, "gated layers after the mask A input layer")
-    first_kernel: int = opt(7, "kernel size of the input layer")
-    kernel_size: int = opt(3, "kernel size of the later gated layers")
-    head: int = opt(64, "channels of the 1x1 ReLU output layer")
     skip: bool = opt(True, "feed the sum of every layer's skip output to the head")
     conditional: bool = opt(False, "condition on the class label (needs labelled data)")
     dropout: float = opt(0.3, "dropout on the gated horizontal features")
-    input: InputEncoding = opt(
-        "scalar",
-        "pixels enter as one scaled value per colour (generalises better on small data), or "
-        "as one channel per level",
-    )
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.layers < 0:
-            raise ConfigError(f"layers must be >= 0, got {self.layers}")
+        super().__post_init__()
         if self.conditional and not self.num_classes:
             raise ConfigError(
                 "conditional=true needs num_classes: train on labelled data or set num_classes"
             )
 
 
-class _PixelModel(GenerativeModel):
-    """What both models share: input encoding, the likelihood, and raster-order sampling.
+class _PixelModel(AutoregressiveModel):
+    """What both models share: the image layout of the parameters and raster-order sampling
+    (pixels row by row, the colours of a pixel in turn).
 
     Subclasses build ``self.net`` and implement ``_net(inputs, y)``:
     ``[B, C_in, H, W] -> [B, C * P, H, W]`` with the P parameters of colour c contiguous.
     """
 
-    discrete_only = True
-
     def _setup(self, c: Any) -> tuple[int, int]:
-        """Build the likelihood; return (network input channels, output channels)."""
-        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
+        """The network's input and output channels."""
         colours = c.shape[0]
         in_channels = colours * (c.levels if c.input == "onehot" else 1)
         return in_channels, colours * self.likelihood.params_per_dim
@@ -128,29 +108,21 @@ class _PixelModel(GenerativeModel):
                 f"{cls.name} models images (C, H, W), but {spec.name} has shape {spec.shape}"
             )
 
-    @property
-    def _dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
-
-    def _encode(self, x: Tensor) -> Tensor:  # [B, C, H, W] levels -> [B, C_in, H, W]
-        c = self.config
-        if c.input == "onehot":
-            # [B, C, H, W, K] -> [B, C, K, H, W] -> [B, C*K, H, W]: colour c's levels contiguous
-            onehot = F.one_hot(x.long(), c.levels).permute(0, 1, 4, 2, 3)
-            return onehot.flatten(1, 2).to(self._dtype)
-        return (x * (2.0 / (c.levels - 1)) - 1.0).to(self._dtype)
-
     def _net(self, inputs: Tensor, y: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def params(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Parameters of every conditional: ``[B, C, H, W] -> [B, P, C, H, W]``."""
-        out = self._net(self._encode(x), y)  # [B, C*P, H, W]
+        out = self._net(self.encode_inputs(x), y)  # [B, C*P, H, W]
         b, _, h, w = out.shape
         return out.view(b, x.shape[1], -1, h, w).transpose(1, 2)
 
     def _log_prob_given(self, x: Tensor, y: Tensor | None) -> Tensor:  # [B]
         return self.likelihood.log_prob(self.params(x, y), x)
+
+    def logits(self, flat: Tensor) -> Tensor:
+        """``[B, D] -> [B, P, D]``, D in the data's (C, H, W) order."""
+        return self.params(flat.view(-1, *self.config.shape)).flatten(2)
 
     def log_prob(self, x: Tensor) -> Tensor:
         return self._log_prob_given(x, None)
@@ -163,17 +135,26 @@ class _PixelModel(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, labels: Any = None) -> Tensor:
-        """Ancestral sampling pixel by pixel in raster order (colours in turn), recomputing
-        the network on the rows drawn so far: the masks make rows below irrelevant."""
+        """Ancestral sampling pixel by pixel in raster order (colours in turn)."""
         y = self._labels(n, labels)
         colours, height, width = self.config.shape
-        x = torch.zeros(n, colours, height, width, device=self.device)
-        for i in range(height):
-            for j in range(width):
-                for c in range(colours):
-                    params = self.params(x[:, :, : i + 1], y)[:, :, c : c + 1, i, j]  # [n, P, 1]
-                    x[:, c, i, j] = self.likelihood.sample(params, temperature)[:, 0]
-        return x
+        order = [
+            c * height * width + i * width + j
+            for i in range(height)
+            for j in range(width)
+            for c in range(colours)
+        ]
+        return self.ancestral(n, temperature, state=y, order=order).view(n, *self.config.shape)
+
+    def conditional_params(self, x: Tensor, d: int, state: Any = None) -> Tensor:
+        """p(x_d | x_<d)'s parameters ``[n, P, 1]`` for the value at (colour c, row i, column j),
+        ``state`` the labels: the network recomputed on the rows drawn so far (the masks make
+        the rows below irrelevant)."""
+        colours, height, width = self.config.shape
+        c, rest = divmod(d, height * width)
+        i, j = divmod(rest, width)
+        image = x.view(x.shape[0], colours, height, width)
+        return self.params(image[:, :, : i + 1], state)[:, :, c : c + 1, i, j]
 
 
 @register("pixelcnn", "autoregressive", "PixelCNN: masked 2-D convolutions, residual blocks")
@@ -241,14 +222,6 @@ class GatedPixelCNN(_PixelModel, LabelConditional):
     # -- the contract -------------------------------------------------------------------
     def _net(self, inputs: Tensor, y: Tensor | None) -> Tensor:
         return self.net(inputs, y)
-
-    @property
-    def conditional(self) -> bool:
-        return self.config.conditional
-
-    @property
-    def num_classes(self) -> int:
-        return (self.config.num_classes or 0) if self.config.conditional else 0
 
     def _check_labels(self, y: Tensor, n: int) -> Tensor:
         labels = self.labels_for(n, y)

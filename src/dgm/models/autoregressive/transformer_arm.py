@@ -12,33 +12,29 @@ values, so each step runs one token through the network instead of the whole pre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dgm.config import opt
-from dgm.distributions import make_likelihood
-from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
+from dgm.models.autoregressive.base import AutoregressiveModel
 from dgm.models.autoregressive.transformer import CausalTransformer, KVCache
-from dgm.models.base import GenerativeModel, check_discrete_config
+from dgm.models.base import DiscreteConfig
 from dgm.registry import register
 
 
 @dataclass
-class TransformerARMConfig:
-    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
-    levels: int = opt(17, "values per pixel, from the data")
+class TransformerARMConfig(DiscreteConfig):
     dim: int = opt(64, "width of the token embeddings and of every block")
     layers: int = opt(4, "transformer blocks")
     heads: int = opt(4, "attention heads per block (dim must be a multiple)")
     mlp_ratio: float = opt(4.0, "hidden width of each block's MLP, as a multiple of dim")
     dropout: float = opt(0.1, "dropout on embeddings, attention weights and residual branches")
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        check_discrete_config(self)
+        super().__post_init__()
         if self.dim < 1 or self.layers < 1 or self.heads < 1:
             raise ConfigError("need dim >= 1, layers >= 1 and heads >= 1")
         if self.dim % self.heads:
@@ -54,18 +50,16 @@ class TransformerARMConfig:
     "autoregressive",
     "decoder-only causal transformer over the flattened image, pixels as tokens",
 )
-class TransformerARM(GenerativeModel):
-    """Transformer ARM: exact log-likelihood, ancestral sampling with a key/value cache."""
+class TransformerARM(AutoregressiveModel):
+    """Transformer ARM: exact log-likelihood, ancestral sampling with a key/value cache.
+    ``self.dim`` is the number of pixels D, ``config.dim`` the transformer's width."""
 
     Config = TransformerARMConfig
-    discrete_only = True
     config: TransformerARMConfig
 
     def __init__(self, config: TransformerARMConfig) -> None:
         super().__init__(config)
         c = config
-        self.dim = int(torch.tensor(c.shape).prod())  # D pixels, as in ARM (c.dim is the width)
-        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
         self.token = nn.Embedding(c.levels, c.dim)
         self.start = nn.Parameter(torch.zeros(c.dim))  # the token before x_0
         self.position = nn.Parameter(torch.zeros(self.dim, c.dim))  # [D, C]
@@ -92,13 +86,9 @@ class TransformerARM(GenerativeModel):
         out = self.head(self.body(self.drop(h)))  # [B, T, P]
         return out.transpose(1, 2)  # [B, P, T]
 
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, flat: Tensor) -> Tensor:
         """Parameters of every conditional: ``[B, T] -> [B, P, T]``; output d sees x_<d only."""
-        return self.logits_from_embeddings(self.embed(x))
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        flat = x.reshape(x.shape[0], -1)  # [B, D]
-        return self.likelihood.log_prob(self.logits(flat), flat)
+        return self.logits_from_embeddings(self.embed(flat))
 
     # -- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -110,19 +100,14 @@ class TransformerARM(GenerativeModel):
         Both draw the same random numbers in the same order, so for one seed they give the
         same samples.
         """
-        x = torch.zeros(n, self.dim, device=self.device)  # [n, D]
         kv = self.body.new_cache(self.dim) if cache else None
-        for d in range(self.dim):
-            params = self.step(x, d, kv) if kv is not None else self.recompute(x, d)  # [n, P, 1]
-            x[:, d] = self.likelihood.sample(params, temperature)[:, 0]
-        return x.view(n, *self.config.shape)
+        return self.ancestral(n, temperature, state=kv).view(n, *self.config.shape)
 
-    def recompute(self, x: Tensor, d: int) -> Tensor:
-        """Params of p(x_d | x_<d) ``[B, P, 1]`` from a full pass over the prefix.
-
-        The prefix ``x[:, :d+1]`` suffices: output d sees x_<d, and x_d is shifted out.
-        """
-        return self.logits(x[:, : d + 1])[..., d : d + 1]
+    def conditional_params(self, x: Tensor, d: int, state: Any = None) -> Tensor:
+        """Params of p(x_d | x_<d) ``[B, P, 1]``: one cached step with ``state`` (the keys and
+        values of positions < d), else a pass over the prefix (``x[:, :d+1]`` suffices:
+        output d sees x_<d, and x_d is shifted out)."""
+        return super().conditional_params(x, d) if state is None else self.step(x, d, state)
 
     def step(self, x: Tensor, d: int, kv: KVCache) -> Tensor:
         """Params of p(x_d | x_<d) ``[B, P, 1]``, given ``kv`` holding positions ``< d``.

@@ -11,40 +11,34 @@ so a step costs O(layers) rather than a full pass over the prefix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.config import opt
-from dgm.distributions import make_likelihood
-from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError
+from dgm.models.autoregressive.base import AutoregressiveModel, InputEncoding
 from dgm.models.autoregressive.wavenet_stack import WaveNet as WaveNetStack
-from dgm.models.base import GenerativeModel, check_discrete_config
+from dgm.models.base import DiscreteConfig
 from dgm.models.capabilities import ReceptiveField
 from dgm.registry import register
 
 
 @dataclass
-class WaveNetConfig:
-    shape: tuple[int, ...] = opt((1, 8, 8), "event shape, from the data")
-    levels: int = opt(17, "values per pixel, from the data")
+class WaveNetConfig(DiscreteConfig):
     hidden: int = opt(64, "residual channels of the dilated stack")
     skip_channels: int = opt(128, "channels of the skip connections")
     head_channels: int = opt(128, "channels of the 1x1 output head")
     kernel_size: int = opt(2, "kernel width of the causal convolutions")
     max_dilation: int = opt(32, "dilations double 1, 2, 4, ... up to this")
     stacks: int = opt(2, "times the dilation cycle repeats")
-    input: Literal["onehot", "scalar"] = opt(
+    input: InputEncoding = opt(
         "onehot", "values enter as one channel per level, or as one scaled value"
     )
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
 
     def __post_init__(self) -> None:
-        check_discrete_config(self)
+        super().__post_init__()
         if min(self.hidden, self.skip_channels, self.head_channels) < 1:
             raise ConfigError("hidden, skip_channels and head_channels must be >= 1")
         if self.kernel_size < 1 or self.max_dilation < 1 or self.stacks < 1:
@@ -56,19 +50,16 @@ class WaveNetConfig:
     "autoregressive",
     "WaveNet: gated dilated causal convolutions over the flattened sequence, cached sampling",
 )
-class WaveNet(GenerativeModel, ReceptiveField):
+class WaveNet(AutoregressiveModel, ReceptiveField):
     """WaveNet(stack, likelihood): exact log-likelihood, cached ancestral sampling."""
 
     Config = WaveNetConfig
-    discrete_only = True
     config: WaveNetConfig
 
     def __init__(self, config: WaveNetConfig) -> None:
         super().__init__(config)
         c = config
-        self.dim = int(torch.tensor(c.shape).prod())
         self.in_channels = c.levels if c.input == "onehot" else 1
-        self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
         self.net = WaveNetStack(
             self.in_channels,
             self.likelihood.params_per_dim,
@@ -88,22 +79,9 @@ class WaveNet(GenerativeModel, ReceptiveField):
     def extra_repr(self) -> str:
         return f"sequence_length={self.dim}, receptive_field={self.receptive_field}"
 
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.net.first.weight.dtype
-
-    def _encode(self, x: Tensor) -> Tensor:  # [B, L] levels -> [B, C_in, L]
-        if self.config.input == "onehot":
-            return F.one_hot(x.long(), self.config.levels).movedim(-1, 1).to(self._dtype)
-        return (x * (2.0 / (self.config.levels - 1)) - 1.0).unsqueeze(1).to(self._dtype)
-
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, flat: Tensor) -> Tensor:
         """Parameters of every conditional: ``[B, L] -> [B, P, L]``; output t sees x_<t only."""
-        return self.net(self._encode(x))
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        flat = x.reshape(x.shape[0], -1)  # [B, D]
-        return self.likelihood.log_prob(self.logits(flat), flat)
+        return self.net(self.encode_sequence(flat))
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, cache: bool = True) -> Tensor:
@@ -113,19 +91,19 @@ class WaveNet(GenerativeModel, ReceptiveField):
         step runs the whole network on the prefix. Both draw with the same calls in the same
         order, so one seed gives the same samples either way.
         """
-        x = torch.zeros(n, self.dim, device=self.device)
         queues = self.net.start(n, self._dtype, self.device) if cache else None
-        for t in range(self.dim):
-            if queues is not None:
-                # the input layer's queue takes x_{t-1}; before the sequence, the zero padding
-                prev = (
-                    self._encode(x[:, t - 1 : t])[..., 0]
-                    if t > 0
-                    else torch.zeros(n, self.in_channels, dtype=self._dtype, device=self.device)
-                )
-                params = self.net.step(prev, queues).unsqueeze(-1)  # [n, P, 1]
-            else:
-                # causal convs pad on the left only: the prefix gives the same output at t
-                params = self.logits(x[:, : t + 1])[..., t : t + 1]  # [n, P, 1]
-            x[:, t] = self.likelihood.sample(params, temperature)[:, 0]
-        return x.view(n, *self.config.shape)
+        return self.ancestral(n, temperature, state=queues).view(n, *self.config.shape)
+
+    def conditional_params(self, x: Tensor, t: int, state: Any = None) -> Tensor:
+        """p(x_t | x_<t)'s parameters ``[n, P, 1]``: one queue step with ``state`` (the
+        queues hold the past), else a pass over the prefix."""
+        if state is None:
+            return super().conditional_params(x, t)
+        # the input layer's queue takes x_{t-1}; before the sequence, the zero padding
+        n = x.shape[0]
+        prev = (
+            self.encode_sequence(x[:, t - 1 : t])[..., 0]
+            if t > 0
+            else torch.zeros(n, self.in_channels, dtype=self._dtype, device=self.device)
+        )
+        return self.net.step(prev, state).unsqueeze(-1)  # [n, P, 1]

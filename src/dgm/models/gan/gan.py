@@ -199,15 +199,6 @@ class GAN(GenerativeModel, Adversarial, ImplicitGenerator, LabelConditional):
             },
         }
 
-    # -- labels -------------------------------------------------------------------------------
-    @property
-    def conditional(self) -> bool:
-        return self.config.conditional
-
-    @property
-    def num_classes(self) -> int:
-        return (self.config.num_classes or 0) if self.config.conditional else 0
-
     # -- data <-> the players' space ------------------------------------------------------
     def _batch(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         x, y = unpack(batch)

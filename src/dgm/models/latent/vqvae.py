@@ -34,14 +34,11 @@ from torch import Tensor
 from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.distributions.base import (
-    LIKELIHOOD_HELP,
-    MIXTURES_HELP,
-    LikelihoodName,
     make_likelihood,
 )
 from dgm.distributions.categorical import Categorical
 from dgm.errors import ConfigError, DataError
-from dgm.models.base import Batch, GenerativeModel, check_discrete_config, unpack
+from dgm.models.base import Batch, DiscreteConfig, GenerativeModel, unpack
 from dgm.models.capabilities import Autoencoder
 from dgm.models.latent.vq import VectorQuantizer, VQDecoder, VQEncoder, auto_downsample
 from dgm.nn.activations import Activation
@@ -52,9 +49,8 @@ NOTE = "lower bound: p(codes(x)) p(x|codes(x)), one term of the sum over code ma
 
 
 @dataclass
-class VQVAEConfig:
+class VQVAEConfig(DiscreteConfig):
     shape: tuple[int, ...] = opt((1, 8, 8), "event shape (C, H, W), from the data")
-    levels: int = opt(17, "values per pixel, from the data")
     num_codes: int = opt(64, "codebook size K (the paper: 512)")
     code_dim: int = opt(16, "dimensions D of each code vector (the paper: 64)")
     hidden: int = opt(64, "channels of the encoder and decoder (the paper: 256)")
@@ -72,12 +68,10 @@ class VQVAEConfig:
     prior_layers: int = opt(4, "gated layers of the prior after its input layer")
     prior_kernel: int = opt(5, "kernel size of the prior's input layer (odd)")
     prior_dropout: float = opt(0.0, "dropout on the prior's gated features")
-    likelihood: LikelihoodName = opt("auto", LIKELIHOOD_HELP)
-    mixtures: int = opt(5, MIXTURES_HELP)
     activation: Activation = opt("relu", "leaky_relu | relu | gelu | elu | tanh")
 
     def __post_init__(self) -> None:
-        check_discrete_config(self)
+        super().__post_init__()
         if len(self.shape) != 3:
             raise ConfigError(f"vqvae models images (C, H, W), got shape {self.shape}")
         if min(self.num_codes, self.code_dim, self.hidden, self.prior_hidden) < 1:
