@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dgm.errors import ConfigError, DataError
+from dgm.models.gan.gan import GANConfig
 from dgm.models.gan.networks import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -39,9 +40,15 @@ CASES = [
 ]
 
 
+def _nets(shape, **kw):
+    """make_gan_nets for a GAN config of data shaped ``shape``."""
+    return make_gan_nets(GANConfig(shape=shape, **kw))
+
+
 def _pair(shape, backbone, k=0, **kw):
     torch.manual_seed(0)
-    return make_gan_nets(shape, LATENT, backbone=backbone, num_classes=k, **{**SMALL, **kw})
+    labels = {"num_classes": k, "conditional": True} if k else {}
+    return _nets(shape, latent=LATENT, backbone=backbone, **labels, **{**SMALL, **kw})
 
 
 # -- networks -------------------------------------------------------------------------------
@@ -96,17 +103,17 @@ def test_label_errors(shape, backbone):
 
 
 def test_make_gan_nets_choice_and_errors():
-    g, d = make_gan_nets((1, 8, 8), 4, **SMALL)
+    g, d = _nets((1, 8, 8), latent=4, **SMALL)
     assert isinstance(g, DCGANGenerator) and isinstance(d, DCGANDiscriminator)
     for shape in [(2,), (1, 6, 6), (64,)]:
-        g, d = make_gan_nets(shape, 4, **SMALL)
+        g, d = _nets(shape, latent=4, **SMALL)
         assert isinstance(g, MLPGenerator) and isinstance(d, MLPDiscriminator)
     with pytest.raises(ConfigError, match="image shape"):
-        make_gan_nets((64,), 4, backbone="conv")
+        _nets((64,), latent=4, backbone="conv")
     with pytest.raises(ConfigError, match="at least 4x4"):
         DCGANDiscriminator((1, 3, 8))
     with pytest.raises(ConfigError, match="auto, mlp or conv"):
-        make_gan_nets((2,), 4, backbone="resnet")
+        _nets((2,), latent=4, backbone="resnet")
     with pytest.raises(ConfigError, match="none, batch or layer"):
         DCGANDiscriminator((1, 8, 8), norm="instance")
 

@@ -31,7 +31,7 @@ from dgm.models.base import GenerativeModel
 from dgm.models.capabilities import ReceptiveField
 from dgm.plotting import save_curves, save_density, save_samples
 from dgm.runs import RunFolder
-from dgm.training import TrainConfig, fit
+from dgm.training import TrainConfig, build, fit
 
 Show = Callable[[str], None]
 
@@ -54,18 +54,14 @@ def train(
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``dataset`` into run folder ``out``, evaluate the kept weights on
     the test split and write results.json and summary.md; return the results (``{}`` in every
-    process but the one that writes files). ``resume=True`` continues the run in ``out``."""
+    process but the one that writes files). ``resume=True`` continues the run in ``out``,
+    ``overwrite=True`` reuses a folder that holds files, ``data_meta`` says where the data came
+    from (config.json keeps it)."""
+    model, cfg = build(model_name, dataset.spec, model_config, train_config)
     fitted = fit(
-        model_name,
-        dataset,
-        out,
-        model_config,
-        train_config,
-        resume=resume,
-        overwrite=overwrite,
-        data_meta=data_meta,
+        model, dataset, out, cfg, resume=resume, overwrite=overwrite, data_meta=data_meta,
         show=show,
-    )
+    )  # fmt: skip
     if fitted is None:
         return {}
     return finish(

@@ -34,20 +34,31 @@ if TYPE_CHECKING:
     from dgm.models.base import GenerativeModel
 
 
+LAST = "last.ckpt"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.png"
+LOSS = "loss.png"
+DENSITY = "density.png"
+RESULTS = "results.json"
+SUMMARY = "summary.md"
+FEATURES = "features"
+RECONSTRUCTIONS = "reconstructions.png"
+
+
+class _File:
+    """A file of the run folder: ``run.samples_plot`` is ``run.path / "samples.png"``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: RunFolder | None, owner: type) -> Any:
+        return self.name if run is None else run.path / self.name
+
+
 class RunFolder(os.PathLike):
     """A run folder at ``path`` (which need not exist yet)."""
 
-    CONFIG = CONFIG
-    WEIGHTS = WEIGHTS
-    LAST = "last.ckpt"
-    METRICS = "metrics.jsonl"
-    SAMPLES = "samples.png"
-    LOSS = "loss.png"
-    DENSITY = "density.png"
-    RESULTS = "results.json"
-    SUMMARY = "summary.md"
-    FEATURES = "features"
-    RECONSTRUCTIONS = "reconstructions.png"
+    LAST = LAST
     FORMAT = FORMAT_VERSION
     # what a new run replaces when asked to overwrite a folder (nothing else is touched)
     TRAINING_FILES = (CONFIG, WEIGHTS, LAST, METRICS, SAMPLES, LOSS, DENSITY, RESULTS, SUMMARY)
@@ -64,46 +75,16 @@ class RunFolder(os.PathLike):
     def __str__(self) -> str:
         return str(self.path)
 
-    def file(self, name: str) -> Path:
-        return self.path / name
-
-    # -- the files ---------------------------------------------------------------------------
-    @property
-    def config_file(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def weights_file(self) -> Path:
-        return self.path / self.WEIGHTS
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / self.LAST
-
-    @property
-    def samples_plot(self) -> Path:
-        return self.path / self.SAMPLES
-
-    @property
-    def loss_plot(self) -> Path:
-        return self.path / self.LOSS
-
-    @property
-    def density_plot(self) -> Path:
-        return self.path / self.DENSITY
-
-    @property
-    def summary_file(self) -> Path:
-        return self.path / self.SUMMARY
-
-    @property
-    def features(self) -> Path:
-        """The folder of the run's feature network (sample-quality metrics)."""
-        return self.path / self.FEATURES
-
-    @property
-    def reconstructions_plot(self) -> Path:
-        return self.path / self.RECONSTRUCTIONS
+    # -- the files (paths in the folder) -------------------------------------------------------
+    config_file = _File(CONFIG)
+    weights_file = _File(WEIGHTS)
+    checkpoint = _File(LAST)
+    samples_plot = _File(SAMPLES)
+    loss_plot = _File(LOSS)
+    density_plot = _File(DENSITY)
+    summary_file = _File(SUMMARY)
+    features = _File(FEATURES)  # the folder of the run's feature network (sample quality)
+    reconstructions_plot = _File(RECONSTRUCTIONS)
 
     def samples_for_seed(self, seed: int) -> Path:
         """Where ``dgm sample`` writes its grid by default."""
@@ -165,27 +146,27 @@ class RunFolder(os.PathLike):
     # -- metrics.jsonl ---------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
         """One dict per finished epoch (empty before the first)."""
-        file = self.path / self.METRICS
+        file = self.path / METRICS
         if not file.is_file():
             return []
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one epoch's line (appending one line is atomic enough)."""
-        with open(self.path / self.METRICS, "a") as f:
+        with open(self.path / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def keep_metrics(self, records: Iterable[dict[str, Any]]) -> None:
         """Replace metrics.jsonl by ``records`` (a resumed run drops the epoch it repeats)."""
-        with atomic_write(self.path / self.METRICS) as f:
+        with atomic_write(self.path / METRICS) as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
 
     # -- the end of a run --------------------------------------------------------------------------
     def write_results(self, results: dict[str, Any]) -> None:
-        write_json(self.path / self.RESULTS, results)
+        write_json(self.path / RESULTS, results)
 
     def read_results(self) -> dict[str, Any]:
-        file = self.path / self.RESULTS
+        file = self.path / RESULTS
         return json.loads(file.read_text()) if file.is_file() else {}
 
     def write_summary(self, text: str) -> None:

@@ -1,6 +1,8 @@
-"""``dgm detect RUN INPUTS``: score each input with log p(x) (and, for models that classify, a
-label and p(label|x)) and decide ``confident``, ``uncertain-label`` or ``uncertain-object``
-(:mod:`dgm.evaluation.decision`)."""
+"""dgm detect RUN INPUTS: score each input (an image or array file, or every file in a folder)
+with log p(x) and, for models that classify, a label and p(label|x); decide 'confident',
+'uncertain-label' or 'uncertain-object' with a log p(x) threshold calibrated on the run's
+validation split (dgm.evaluation.decision). Image files are 8-bit and mapped to the model's
+levels; arrays (.npy, .npz, .csv) are read in the data's own units."""
 
 from __future__ import annotations
 
@@ -9,29 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dgm.cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    add_device,
-    add_num_samples,
-    err,
-    load_run,
-    require_likelihood,
-    split_inputs,
-)
+from dgm.cli import common
 from dgm.errors import ConfigError, DataError
 
 
 def add_parser(sub: Any) -> None:
-    d = sub.add_parser(
-        "detect",
-        help="score inputs: label, p(label|x), log p(x) and a decision for each",
-        description="Score each input (an image or array file, or every file in a folder) "
-        "with log p(x) and, for hybrid models, a label and p(label|x); decide 'confident', "
-        "'uncertain-label' or 'uncertain-object' with a log p(x) threshold calibrated on the "
-        "run's validation split. Image files are 8-bit and mapped to the model's levels; "
-        "arrays (.npy, .npz, .csv) are read in the data's own units.",
-    )
+    summary = "score inputs: label, p(label|x), log p(x) and a decision for each"
+    d = sub.add_parser("detect", help=summary, description=__doc__)
     d.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
     d.add_argument("inputs", metavar="INPUTS", help="a file or folder of images or arrays")
     d.add_argument(
@@ -65,12 +51,12 @@ def add_shared(p: argparse.ArgumentParser) -> None:
     from dgm.evaluation.likelihood import QUICK_SAMPLES
 
     p.add_argument("--data-dir", default=None)
-    add_num_samples(
+    common.add_num_samples(
         p, f"default {QUICK_SAMPLES} for latent models (at most), 1 for dequantised flows"
     )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    add_device(p)
+    common.add_device(p)
 
 
 def quick_num_samples(args: argparse.Namespace, model: Any) -> int | None:
@@ -87,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     from dgm.data.inputs import read_inputs
     from dgm.evaluation.decision import Thresholds, calibrate, decide, score, summarize
 
-    loaded = load_run(args.run, args.device)
+    loaded = common.load_run(args.run, args.device)
     model = loaded.model
-    require_likelihood(model)
+    common.require_likelihood(model)
     spec_dict = loaded.data_meta.get("spec")
     if not spec_dict:
         raise DataError(f"{args.run}: config.json names no data spec; retrain with this dgm")
@@ -100,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.log_px_threshold is not None:
         thr = Thresholds(args.log_px_threshold, args.min_p_label, float("nan"), 0)
     else:
-        val = split_inputs(loaded.dataset(None, args.data_dir), "val")
+        val = common.split_inputs(loaded.dataset(None, args.data_dir), "val")
         val_lp, _ = score(model, val, args.batch_size, k)
         thr = calibrate(val_lp, args.keep, args.min_p_label)
     valid = [it for it in items if it.x is not None]
@@ -134,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(rows, summary, thr)
     if not valid:
-        err(f"dgm detect: error: none of the {len(items)} inputs could be scored (see above)")
-        return EXIT_USAGE
-    return EXIT_OK
+        common.err(
+            f"dgm detect: error: none of the {len(items)} inputs could be scored (see above)"
+        )
+        return common.EXIT_USAGE
+    return common.EXIT_OK
 
 
 def _print(rows: list[dict[str, Any]], summary: dict[str, Any], thr: Any) -> None:

@@ -11,16 +11,7 @@ import sys
 import time
 from typing import Any
 
-from dgm.cli.common import (
-    EXIT_OK,
-    add_data,
-    add_device,
-    add_num_samples,
-    check_levels,
-    err,
-    load_run,
-    split_inputs,
-)
+from dgm.cli import common
 from dgm.errors import ConfigError, DataError
 
 
@@ -30,14 +21,14 @@ def add_parser(sub: Any) -> None:
     )
     e.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    add_num_samples(
+    common.add_num_samples(
         e,
         "default: the model's own, 5000 for latent-variable models as the papers, 1 for "
         "dequantised flows",
     )
-    add_data(e, "evaluate on other data (default: the run's)")
+    common.add_data(e, "evaluate on other data (default: the run's)")
     e.add_argument("--batch-size", type=int, default=500)
-    add_device(e)
+    common.add_device(e)
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument(
         "--metrics",
@@ -115,7 +106,7 @@ def _nll(args: argparse.Namespace, model: Any, x: Any) -> dict[str, Any]:
     from dgm.evaluation.likelihood import evaluate_likelihood, num_samples_for
 
     if model.exact_likelihood and args.num_samples is not None:
-        err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")
+        common.err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")
     k = num_samples_for(model, args.num_samples)
     return evaluate_likelihood(model, x, args.batch_size, k)
 
@@ -132,7 +123,7 @@ def _ais(args: argparse.Namespace, model: Any, dataset: Any, x: Any) -> dict[str
     sigma = args.sigma
     if sigma is None:
         val = dataset.val.x[:32].to(model.device)
-        err(f"choosing sigma by short AIS runs on {val.shape[0]} validation examples")
+        common.err(f"choosing sigma by short AIS runs on {val.shape[0]} validation examples")
         # short runs (Wu et al. choose sigma on validation data with full ones): a few
         # seconds instead of minutes; they lean a little towards larger sigma
         sigma = pick_sigma(model, val, steps=20, chains=2, seed=args.seed)
@@ -174,13 +165,13 @@ def run(args: argparse.Namespace) -> int:
     from dgm.evaluation.classification import classifies, evaluate_classifier
     from dgm.evaluation.sample_quality import QUALITY_METRICS, evaluate_sample_quality
 
-    loaded = load_run(args.run, args.device)
+    loaded = common.load_run(args.run, args.device)
     model = loaded.model
     name = loaded.data_name(args.data)
     dataset = loaded.dataset(args.data, args.data_dir)
     metrics = _metrics(args.metrics, model, dataset)
-    x = split_inputs(dataset, args.split, args.limit)
-    check_levels(model, x, name)
+    x = common.split_inputs(dataset, args.split, args.limit)
+    common.check_levels(model, x, name)
     torch.manual_seed(args.seed)
     out: dict[str, Any] = {"model": model.name, "data": name, "split": args.split}
     if "nll" in metrics:
@@ -201,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
                 split=args.split,
                 num_generated=args.num_generated,
                 seed=args.seed,
-                show=err,
+                show=common.err,
             )
         )
     y = dataset.split(args.split).y
@@ -215,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         _print(out, model.name, name, args.split)
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:

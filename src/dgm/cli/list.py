@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from dgm.cli.common import EXIT_OK
+from dgm.cli import common
 
 
 def add_parser(sub: Any) -> None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     train = options(TrainConfig)
     if args.json:
         print(json.dumps({"models": models, "datasets": datasets, "training": train}))
-        return EXIT_OK
+        return common.EXIT_OK
 
     def show(opts: list[dict[str, Any]]) -> None:
         for o in opts:
@@ -51,4 +51,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {d['name']:<20} {d['description']}")
     print("\ntraining options (--set OPTION=VALUE, for every model):")
     show(train)
-    return EXIT_OK
+    return common.EXIT_OK

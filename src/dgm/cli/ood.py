@@ -1,5 +1,8 @@
-"""``dgm ood RUN --out DATA``: out-of-distribution detection with every score that applies to
-the run's model; AUROC, AUPR and FPR95 with histograms (:mod:`dgm.evaluation.ood`)."""
+"""dgm ood RUN --out DATA: score in-distribution (--in) and out-of-distribution (--out) test
+inputs with every OOD score that applies to the run's model (dgm.evaluation.ood), and report
+AUROC, AUPR and the false-positive rate at 95% true-positive rate (OOD is the positive
+class), with histograms of the scores. --out may also be 'noise' or 'inverted' (built from
+--in)."""
 
 from __future__ import annotations
 
@@ -9,20 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dgm.cli.common import EXIT_OK, check_levels, check_positive, err, load_run, require_likelihood
-from dgm.cli.common import split_inputs as _inputs
+from dgm.cli import common
 from dgm.cli.detect import add_shared, quick_num_samples
 
 
 def add_parser(sub: Any) -> None:
-    o = sub.add_parser(
-        "ood",
-        help="out-of-distribution detection: AUROC, AUPR and FPR95 of every score",
-        description="Score in-distribution (--in) and out-of-distribution (--out) test inputs "
-        "with every OOD score that applies to the run's model, and report AUROC, AUPR and the "
-        "false-positive rate at 95%% true-positive rate (OOD is the positive class), with "
-        "histograms of the scores. --out may also be 'noise' or 'inverted' (built from --in).",
-    )
+    summary = "out-of-distribution detection: AUROC, AUPR and FPR95 of every score"
+    o = sub.add_parser("ood", help=summary, description=__doc__)
     o.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
     o.add_argument(
         "--in", dest="in_data", default=None, help="in-distribution data (default: the run's)"
@@ -59,34 +55,34 @@ def run(args: argparse.Namespace) -> int:
     from dgm.evaluation.ood import SCORES, ood_report, score_inputs, unavailable_scores
     from dgm.plotting import save_score_histograms
 
-    check_positive(args.limit, "--limit")
-    loaded = load_run(args.run, args.device)
+    common.check_positive(args.limit, "--limit")
+    loaded = common.load_run(args.run, args.device)
     model = loaded.model
-    require_likelihood(model)
+    common.require_likelihood(model)
     ds_in = loaded.dataset(args.in_data, args.data_dir)
     in_name = loaded.data_name(args.in_data)
-    x_in = _inputs(ds_in, args.split, args.limit)
-    check_levels(model, x_in, f"--in {in_name}")
+    x_in = common.split_inputs(ds_in, args.split, args.limit)
+    common.check_levels(model, x_in, f"--in {in_name}")
     if args.out_data in DERIVED:
         x_out = derived_inputs(args.out_data, x_in, ds_in.spec, args.seed)
     else:
         ds_out = load_dataset(args.out_data, args.data_dir or loaded.data_meta.get("data_dir"))
-        x_out = _inputs(ds_out, args.split, args.limit)
-    check_levels(model, x_out, f"--out {args.out_data}")
+        x_out = common.split_inputs(ds_out, args.split, args.limit)
+    common.check_levels(model, x_out, f"--out {args.out_data}")
     background = None
     if args.background:
-        background = load_run(args.background, args.device).model
-        require_likelihood(background)
-        check_levels(background, x_in[:1], f"--background {args.background}")
+        background = common.load_run(args.background, args.device).model
+        common.require_likelihood(background)
+        common.check_levels(background, x_in[:1], f"--background {args.background}")
     k = quick_num_samples(args, model)
     torch.manual_seed(args.seed)
-    reference = _inputs(ds_in, "val", args.limit)
-    err(
+    reference = common.split_inputs(ds_in, "val", args.limit)
+    common.err(
         f"scoring {reference.shape[0]} validation, {x_in.shape[0]} in and "
         f"{x_out.shape[0]} out inputs"
     )
     reference_nll = per_example_nll(model, reference, args.batch_size, num_samples=k)
-    common = {
+    shared = {
         "reference_nll": reference_nll,
         "background": background,
         "compressor": args.compressor,
@@ -94,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "progress": sys.stderr.isatty(),
     }
-    scores_in = score_inputs(model, x_in, **common)
-    scores_out = score_inputs(model, x_out, **common)
+    scores_in = score_inputs(model, x_in, **shared)
+    scores_out = score_inputs(model, x_out, **shared)
     report = ood_report(scores_in, scores_out)
     plot = Path(args.plot) if args.plot else loaded.folder.ood_plot(in_name, args.out_data)
     save_score_histograms(
@@ -127,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(out))
-        return EXIT_OK
+        return common.EXIT_OK
     print(
         f"{model.name}: {in_name} (in, n={out['n_in']}) vs {args.out_data} "
         f"(out, n={out['n_out']}), {args.split} split"
@@ -141,4 +137,4 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"  note: {note}")
     print(f"  histograms: {plot}")
-    return EXIT_OK
+    return common.EXIT_OK

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dgm.cli.common import EXIT_OK, add_data, add_device, check_positive, load_run, split_inputs
+from dgm.cli import common
 from dgm.errors import ConfigError
 
 
@@ -16,12 +16,12 @@ def add_parser(sub: Any) -> None:
     r.add_argument("run", metavar="RUN")
     r.add_argument("-n", type=int, default=32, help="number of inputs (default 32)")
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
-    add_data(r)
+    common.add_data(r)
     r.add_argument(
         "--out", default=None, metavar="FILE.png", help="default: RUN/reconstructions.png"
     )
     r.add_argument("--seed", type=int, default=0)
-    add_device(r)
+    common.add_device(r)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from dgm.models.capabilities import Autoencoder
     from dgm.plotting import save_reconstructions
 
-    check_positive(args.n, "-n")
+    common.check_positive(args.n, "-n")
     if args.out is not None and Path(args.out).suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: use a .png file name")
-    loaded = load_run(args.run, args.device)
+    loaded = common.load_run(args.run, args.device)
     model = loaded.model
     out = Path(args.out) if args.out else loaded.folder.reconstructions_plot
     if not isinstance(model, Autoencoder):
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             "model (e.g. vae)"
         )
     dataset = loaded.dataset(args.data, args.data_dir)
-    x = split_inputs(dataset, args.split, args.n)
+    x = common.split_inputs(dataset, args.split, args.n)
     model.check_input(x)
     torch.manual_seed(args.seed)
     model.eval()
@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
         recon = model.reconstruct(x.to(model.device)).cpu()
     save_reconstructions(x, recon, dataset.spec, out)
     print(f"wrote {len(x)} inputs and their reconstructions to {out}")
-    return EXIT_OK
+    return common.EXIT_OK

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dgm.cli.common import EXIT_OK, LoadedRun, add_device, check_positive, load_run
+from dgm.cli import common
 from dgm.errors import ConfigError
 
 
@@ -33,10 +33,10 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="class of every sample, for class-conditional models",
     )
-    add_device(s)
+    common.add_device(s)
 
 
-def _is_2d_density(loaded: LoadedRun) -> bool:
+def _is_2d_density(loaded: common.LoadedRun) -> bool:
     """2-D continuous data with an exact density: worth a picture of the density itself."""
     meta = loaded.data_meta
     spec = meta.get("spec") or {}
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from dgm.models.capabilities import LabelConditional
     from dgm.plotting import save_samples
 
-    check_positive(args.n, "-n")
-    loaded = load_run(args.run, args.device)
+    common.check_positive(args.n, "-n")
+    loaded = common.load_run(args.run, args.device)
     model = loaded.model
     out = Path(args.out) if args.out else loaded.folder.samples_for_seed(args.seed)
     if out.suffix.lower() not in (".png", ".npy"):
@@ -91,4 +91,4 @@ def run(args: argparse.Namespace) -> int:
         )
         save_samples(x, spec, out, title=f"{model.name} samples")
     print(f"wrote {args.n} samples to {out}")
-    return EXIT_OK
+    return common.EXIT_OK

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from dgm.cli.common import EXIT_OK, err
+from dgm.cli import common
 from dgm.errors import ConfigError
 
 # the run folder of a DDP run, for the worker processes Lightning starts with the same command
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")
         dataset = load_dataset(str(data), data_dir)
     for note in dataset.notes:
-        err(f"note: {note}")
+        common.err(f"note: {note}")
     results = train(
         entry.name,
         dataset,
@@ -190,4 +190,4 @@ def run(args: argparse.Namespace) -> int:
         )
     elif results:
         print(f"run: {run}")
-    return EXIT_OK
+    return common.EXIT_OK

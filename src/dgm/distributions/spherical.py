@@ -384,6 +384,16 @@ class _Directional(Distribution):
         new._validate_args = self._validate_args
         return new
 
+    @property
+    def mode(self) -> Tensor:
+        return self.loc
+
+    def _cosine(self, value: Tensor, dtype: torch.dtype) -> Tensor:
+        """loc^T z of (validated) points ``value [..., m]`` in ``dtype``: ``[...]``."""
+        if self._validate_args:
+            self._validate_sample(value)
+        return (value.to(dtype) * self.loc.to(dtype)).sum(-1)
+
 
 class VonMisesFisher(_Directional):
     """von Mises-Fisher on S^{m-1}: p(z) = C_m(kappa) exp(kappa loc^T z).
@@ -424,16 +434,9 @@ class VonMisesFisher(_Directional):
         ratio = _log_ive_ratio(self._order, self._kappa())[1].to(self.loc.dtype)
         return ratio[..., None] * self.loc
 
-    @property
-    def mode(self) -> Tensor:
-        return self.loc
-
     def log_prob(self, value: Tensor) -> Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
         log_norm, _, kappa = self._log_norm_shifted()
-        wd = kappa.dtype
-        cos = (value.to(wd) * self.loc.to(wd)).sum(-1)
+        cos = self._cosine(value, kappa.dtype)
         return (log_norm + kappa * (cos - 1)).to(self.loc.dtype)
 
     def entropy(self) -> Tensor:
@@ -566,16 +569,9 @@ class PowerSpherical(_Directional):
         """E[z] = E[2t - 1] loc = kappa / (kappa + m - 1) loc."""
         return (self.scale / (self.scale + self.m - 1))[..., None] * self.loc
 
-    @property
-    def mode(self) -> Tensor:
-        return self.loc
-
     def log_prob(self, value: Tensor) -> Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
         kappa = self._params()[0]
-        wd = kappa.dtype
-        cos = (value.to(wd) * self.loc.to(wd)).sum(-1)
+        cos = self._cosine(value, kappa.dtype)
         return (self._log_norm() + kappa * torch.log1p(cos)).to(self.loc.dtype)
 
     def entropy(self) -> Tensor:

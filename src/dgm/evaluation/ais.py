@@ -43,6 +43,7 @@ no batch statistics) and accept x's dtype and device.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,37 @@ SIGMOID_RADIUS = 4.0
 SCHEDULES = ("sigmoid", "linear")
 # pick_sigma's default grid, as fractions of the data's range (max - min)
 RELATIVE_SIGMAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class Annealing:
+    """How an AIS run anneals (the options of :func:`ais` and :func:`reverse_ais`, with Wu et
+    al.'s defaults): ``steps`` intermediate distributions along a ``schedule`` (sigmoid or
+    linear), each HMC transition ``leapfrog`` leapfrog steps of ``step_size`` (adapted towards
+    0.65 acceptance when ``adapt``, jittered by ``jitter``), at most ``max_rows`` generator rows
+    per call (None: no limit), randomness from ``seed`` (a fresh generator) or ``rng`` (else
+    torch's global one), a progress bar when ``progress``."""
+
+    steps: int = 1000
+    leapfrog: int = 10
+    step_size: float = 0.05
+    adapt: bool = True
+    jitter: float = 0.5
+    schedule: str = "sigmoid"
+    max_rows: int | None = 8192
+    seed: int | None = None
+    rng: torch.Generator | None = None
+    progress: bool = False
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> Annealing:
+        try:
+            return cls(**options)
+        except TypeError:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(
+                f"unknown AIS option among {sorted(options)}; known: {known}"
+            ) from None
 
 
 @dataclass
@@ -204,17 +236,13 @@ def _anneal(
     lik: _Likelihood,
     z: Tensor,
     betas: list[float],
-    *,
-    leapfrog: int,
-    step_size: float,
-    adapt: bool,
-    jitter: float,
+    run: Annealing,
     rng: torch.Generator | None,
-    progress: bool,
     desc: str,
 ) -> tuple[Tensor, Tensor, float]:
     """Run chains from ``z`` ``[N, K]`` (exact samples of ``p_{betas[0]}``) along ``betas``;
     return the log-weights ``[N]``, final step sizes ``[N, 1]`` and mean acceptance."""
+    leapfrog, step_size, adapt, jitter = run.leapfrog, run.step_size, run.adapt, run.jitter
     n = z.shape[0]
     steps = len(betas) - 1
     ll, g = lik(z, grad=steps > 1)
@@ -223,7 +251,7 @@ def _anneal(
     avg_acc = torch.full((n, 1), TARGET_ACCEPTANCE, device=z.device, dtype=z.dtype)
     accepted = torch.zeros((), device=z.device, dtype=z.dtype)
     ts: Any = range(1, steps + 1)
-    if progress:
+    if run.progress:
         from tqdm.auto import tqdm
 
         ts = tqdm(ts, desc=desc, unit="step")
@@ -245,16 +273,7 @@ def _anneal(
 
 
 # -- checks and plumbing --------------------------------------------------------------------
-def _check(
-    x: Tensor,
-    sigma: float,
-    steps: int,
-    chains: int,
-    leapfrog: int,
-    step_size: float,
-    jitter: float,
-    max_rows: int | None,
-) -> None:
+def _check(x: Tensor, sigma: float, chains: int, run: Annealing) -> None:
     if x.dim() < 2 or x.shape[0] < 1:
         raise DataError(
             f"AIS expects a batch x of shape [B, *shape] with B >= 1, got {tuple(x.shape)}"
@@ -265,23 +284,23 @@ def _check(
         raise DataError("x holds NaN or infinite values; AIS needs finite data")
     if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
         raise ConfigError(f"sigma must be a finite number > 0, got {sigma!r}")
-    for name, value in (("steps", steps), ("chains", chains), ("leapfrog", leapfrog)):
+    for name, value in (("steps", run.steps), ("chains", chains), ("leapfrog", run.leapfrog)):
         if value < 1:
             raise ConfigError(f"AIS needs {name} >= 1, got {value}")
-    if not step_size > 0:
-        raise ConfigError(f"step_size must be > 0, got {step_size}")
-    if not 0 <= jitter < 1:
-        raise ConfigError(f"jitter must be in [0, 1), got {jitter}")
-    if max_rows is not None and max_rows < 1:
-        raise ConfigError(f"max_rows must be >= 1 (or None for no limit), got {max_rows}")
+    if not run.step_size > 0:
+        raise ConfigError(f"step_size must be > 0, got {run.step_size}")
+    if not 0 <= run.jitter < 1:
+        raise ConfigError(f"jitter must be in [0, 1), got {run.jitter}")
+    if run.max_rows is not None and run.max_rows < 1:
+        raise ConfigError(f"max_rows must be >= 1 (or None for no limit), got {run.max_rows}")
 
 
-def _rng(x: Tensor, seed: int | None, rng: torch.Generator | None) -> torch.Generator | None:
-    if seed is not None and rng is not None:
+def _rng(x: Tensor, run: Annealing) -> torch.Generator | None:
+    if run.seed is not None and run.rng is not None:
         raise ConfigError("pass either seed or rng to AIS, not both")
-    if seed is not None:
-        return torch.Generator(device=x.device).manual_seed(seed)
-    return rng
+    if run.seed is not None:
+        return torch.Generator(device=x.device).manual_seed(run.seed)
+    return run.rng
 
 
 def _result(
@@ -316,37 +335,26 @@ def ais(
     latent_dim: int,
     sigma: float,
     *,
-    steps: int = 1000,
     chains: int = 16,
-    leapfrog: int = 10,
-    step_size: float = 0.05,
-    adapt: bool = True,
-    jitter: float = 0.5,
-    schedule: str = "sigmoid",
-    max_rows: int | None = 8192,
-    seed: int | None = None,
-    rng: torch.Generator | None = None,
-    progress: bool = False,
+    **options: Any,
 ) -> AISResult:
     """Forward AIS (Wu et al. 2017) for ``x`` ``[B, *shape]`` under ``x = g(z) + sigma eps``.
 
-    ``steps`` intermediate distributions (``steps - 1`` HMC transitions of ``leapfrog``
-    leapfrog steps each) for ``chains`` chains per example, all ``chains * B`` at once.
-    Randomness comes from ``seed`` (a fresh generator on x's device) or ``rng``, else torch's
-    global generator; the result does not depend on ``max_rows`` beyond rounding.
+    ``chains`` chains per example, all ``chains * B`` at once; ``options`` as
+    :class:`Annealing` (``steps`` intermediate distributions, ``steps - 1`` HMC transitions of
+    ``leapfrog`` leapfrog steps each, ``seed``...). The result does not depend on
+    ``max_rows`` beyond rounding.
     """
-    _check(x, sigma, steps, chains, leapfrog, step_size, jitter, max_rows)
+    run = Annealing.of(options)
+    _check(x, sigma, chains, run)
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
-    gen = _rng(x, seed, rng)
-    lik = _Likelihood(generator, x, sigma, max_rows)
+    gen = _rng(x, run)
+    lik = _Likelihood(generator, x, sigma, run.max_rows)
     n = chains * x.shape[0]
     z = torch.randn(n, latent_dim, generator=gen, device=x.device, dtype=x.dtype)  # [N, K]
-    log_w, eps, acc = _anneal(
-        lik, z, _betas(steps, schedule), leapfrog=leapfrog, step_size=step_size, adapt=adapt,
-        jitter=jitter, rng=gen, progress=progress, desc="AIS",
-    )  # fmt: skip
-    return _result(log_w, eps, acc, chains, sigma, steps, reverse=False)
+    log_w, eps, acc = _anneal(lik, z, _betas(run.steps, run.schedule), run, gen, "AIS")
+    return _result(log_w, eps, acc, chains, sigma, run.steps, reverse=False)
 
 
 def ais_log_prob(
@@ -409,17 +417,8 @@ def reverse_ais(
     z: Tensor,
     sigma: float,
     *,
-    steps: int = 1000,
     chains: int | None = None,
-    leapfrog: int = 10,
-    step_size: float = 0.05,
-    adapt: bool = True,
-    jitter: float = 0.5,
-    schedule: str = "sigmoid",
-    max_rows: int | None = 8192,
-    seed: int | None = None,
-    rng: torch.Generator | None = None,
-    progress: bool = False,
+    **options: Any,
 ) -> AISResult:
     """Reverse AIS (the upper half of BDMC, Wu et al. 2017): a stochastic upper bound.
 
@@ -436,17 +435,16 @@ def reverse_ais(
             f"reverse AIS expects z of shape [B, K] or [chains, B, K], got {tuple(z.shape)}"
         )
     chains = z.shape[0]
-    _check(x, sigma, steps, chains, leapfrog, step_size, jitter, max_rows)
+    run = Annealing.of(options)
+    _check(x, sigma, chains, run)
     if z.shape[1] != x.shape[0]:
         raise DataError(f"z holds {z.shape[1]} examples but x holds {x.shape[0]}; pair them")
-    gen = _rng(x, seed, rng)
-    lik = _Likelihood(generator, x, sigma, max_rows)
+    gen = _rng(x, run)
+    lik = _Likelihood(generator, x, sigma, run.max_rows)
     z0 = z.to(device=x.device, dtype=x.dtype).reshape(-1, z.shape[-1])  # [N, K] chain-major
-    log_w, eps, acc = _anneal(
-        lik, z0, _betas(steps, schedule)[::-1], leapfrog=leapfrog, step_size=step_size,
-        adapt=adapt, jitter=jitter, rng=gen, progress=progress, desc="reverse AIS",
-    )  # fmt: skip
-    return _result(log_w, eps, acc, chains, sigma, steps, reverse=True)
+    betas = _betas(run.steps, run.schedule)[::-1]
+    log_w, eps, acc = _anneal(lik, z0, betas, run, gen, "reverse AIS")
+    return _result(log_w, eps, acc, chains, sigma, run.steps, reverse=True)
 
 
 # -- choosing sigma -------------------------------------------------------------------------
@@ -514,6 +512,7 @@ def pick_sigma(
 
 __all__ = [
     "AISResult",
+    "Annealing",
     "ais",
     "ais_log_prob",
     "beta_schedule",

@@ -47,11 +47,7 @@ class FeatureNet(nn.Module):
     """
 
     def __init__(
-        self,
-        spec: DataSpec,
-        feature_dim: int = 64,
-        width: int = 32,
-        dropout: float = 0.3,
+        self, spec: DataSpec, feature_dim: int = 64, width: int = 32, dropout: float = 0.3
     ) -> None:
         super().__init__()
         if not spec.num_classes or spec.num_classes < 2:

@@ -3,7 +3,7 @@ the device, and :func:`fit`. Training knows no evaluation: :func:`dgm.pipeline.t
 then evaluates the kept weights and writes the report."""
 
 from dgm.training.config import TrainConfig
-from dgm.training.fit import Fitted, fit
+from dgm.training.fit import Fitted, build, fit
 from dgm.training.module import TrainingError
 
-__all__ = ["Fitted", "TrainConfig", "TrainingError", "fit"]
+__all__ = ["Fitted", "TrainConfig", "TrainingError", "build", "fit"]

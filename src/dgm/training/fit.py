@@ -21,8 +21,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from dgm import __version__, registry
 from dgm import config as cfg_
-from dgm.data.base import Dataset
+from dgm.data.base import Dataset, DataSpec
 from dgm.errors import CheckpointError, ConfigError
+from dgm.models.base import GenerativeModel
 from dgm.models.capabilities import Adversarial
 from dgm.runs import RunFolder
 from dgm.training.callbacks import BestModel, LastCheckpoint, PlainProgress, RunLog, SampleGrid
@@ -83,29 +84,37 @@ def build_train_config(
     return cfg_.build(TrainConfig, {**defaults, **(train_config or {})}, what="training")
 
 
-def fit(
+def build(
     model_name: str,
-    dataset: Dataset,
-    out: str | Path,
+    spec: DataSpec,
     model_config: dict[str, Any] | None = None,
     train_config: TrainConfig | dict[str, Any] | None = None,
+) -> tuple[GenerativeModel, TrainConfig]:
+    """A new run's model, sized for the data ``spec``, and its training settings; everything
+    seeded first (``seed``), so one seed gives the same initial weights."""
+    cfg = build_train_config(model_name, train_config)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    return registry.get(model_name).cls.for_data(spec, **(model_config or {})), cfg
+
+
+def fit(
+    model: GenerativeModel,
+    dataset: Dataset,
+    out: str | Path,
+    cfg: TrainConfig,
     *,
     resume: bool = False,
     overwrite: bool = False,
     data_meta: dict[str, Any] | None = None,
     show: Show = _stderr,
 ) -> Fitted | None:
-    """Train ``model_name`` on ``dataset`` into run folder ``out`` (the best weights, the
-    curves, ``last.ckpt``); None in every process but the one that writes files.
+    """Train ``model`` (from :func:`build`) on ``dataset`` into run folder ``out``: the kept
+    weights, the curves, ``last.ckpt``. None in every process but the one that writes files.
 
     ``resume=True`` continues the run in ``out`` from its ``last.ckpt``.
     """
     quiet_lightning()
     run = RunFolder(out)
-    entry = registry.get(model_name)
-    cfg = build_train_config(model_name, train_config)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = entry.cls.for_data(dataset.spec, **(model_config or {}))
     meta = {
         "data": {**(data_meta or {"name": dataset.spec.name}), "spec": dataset.spec.to_dict()},
         "train": cfg_.to_dict(cfg),

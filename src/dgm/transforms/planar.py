@@ -186,56 +186,57 @@ class RadialTransform(Bijection):
         return f"RadialTransform(dim={self.z0.shape[-1]})"
 
 
-class Planar(FlowLayer):
+class _SmallLayer(FlowLayer):
+    """A layer of a few parameter vectors: its own (``context_dim = 0``), initialised uniformly
+    in ``±1/sqrt(D)`` as in Pyro, or, conditional, one Linear of the context ``[B, C]`` that
+    gives them per example."""
+
+    def __init__(self, dim: int, context_dim: int, sizes: dict[str, int]) -> None:
+        super().__init__()
+        self.dim, self.context_dim, self.sizes = dim, context_dim, sizes
+        if context_dim > 0:
+            self.net = nn.Linear(context_dim, sum(sizes.values()))
+        else:
+            bound = dim**-0.5
+            for name, size in sizes.items():
+                self.register_parameter(
+                    name, nn.Parameter(torch.empty(size).uniform_(-bound, bound))
+                )
+
+    def parameters_for(self, context: Tensor | None) -> list[Tensor]:
+        """The vectors in ``sizes``' order: the layer's own, or ``[B, size]`` each from the
+        context."""
+        if self.context_dim == 0:
+            return [getattr(self, name) for name in self.sizes]
+        if context is None:
+            raise ValueError(
+                f"this {type(self).__name__} layer is conditional: pass a context [B, context_dim]"
+            )
+        return list(self.net(context).split(list(self.sizes.values()), dim=-1))
+
+
+class Planar(_SmallLayer):
     """A planar flow layer; conditional (``context_dim > 0``): ``u, w, b`` from a Linear.
 
-    Unconditional parameters are initialised uniformly in ``±1/sqrt(D)`` (as in Pyro), a map
-    near, not at, the identity (at ``u = 0`` one has ``û ≠ 0``, as ``m(0) ≠ 0``).
+    Unconditional parameters start near, not at, the identity (at ``u = 0`` one has
+    ``û ≠ 0``, as ``m(0) ≠ 0``).
     """
 
     def __init__(self, dim: int, context_dim: int = 0) -> None:
-        super().__init__()
-        self.dim = dim
-        self.context_dim = context_dim
-        if context_dim > 0:
-            self.net = nn.Linear(context_dim, 2 * dim + 1)
-        else:
-            bound = dim**-0.5
-            self.u = nn.Parameter(torch.empty(dim).uniform_(-bound, bound))
-            self.w = nn.Parameter(torch.empty(dim).uniform_(-bound, bound))
-            self.b = nn.Parameter(torch.empty(1).uniform_(-bound, bound))
+        super().__init__(dim, context_dim, {"u": dim, "w": dim, "b": 1})
 
     def forward(self, context: Tensor | None = None) -> PlanarTransform:
-        if self.context_dim == 0:
-            return PlanarTransform(self.u, self.w, self.b)
-        if context is None:
-            raise ValueError("this Planar layer is conditional: pass a context [B, context_dim]")
-        u, w, b = self.net(context).split([self.dim, self.dim, 1], dim=-1)  # [B, D], [B, D], [B, 1]
-        return PlanarTransform(u, w, b)
+        return PlanarTransform(*self.parameters_for(context))  # u [B, D], w [B, D], b [B, 1]
 
 
-class Radial(FlowLayer):
+class Radial(_SmallLayer):
     """A radial flow layer; conditional (``context_dim > 0``): ``z₀, α, β`` from a Linear."""
 
     def __init__(self, dim: int, context_dim: int = 0) -> None:
-        super().__init__()
-        self.dim = dim
-        self.context_dim = context_dim
-        if context_dim > 0:
-            self.net = nn.Linear(context_dim, dim + 2)
-        else:
-            bound = dim**-0.5
-            self.z0 = nn.Parameter(torch.empty(dim).uniform_(-bound, bound))
-            self.alpha = nn.Parameter(torch.empty(1).uniform_(-bound, bound))
-            self.beta = nn.Parameter(torch.empty(1).uniform_(-bound, bound))
+        super().__init__(dim, context_dim, {"z0": dim, "alpha": 1, "beta": 1})
 
     def forward(self, context: Tensor | None = None) -> RadialTransform:
-        if self.context_dim == 0:
-            return RadialTransform(self.z0, self.alpha, self.beta)
-        if context is None:
-            raise ValueError("this Radial layer is conditional: pass a context [B, context_dim]")
-        z0, alpha, beta = self.net(context).split([self.dim, 1, 1], dim=-1)  # [B, D], [B, 1]x2
-        return RadialTransform(z0, alpha, beta)
+        return RadialTransform(*self.parameters_for(context))  # z0 [B, D], alpha, beta [B, 1]
 
 
 __all__ = ["Planar", "PlanarTransform", "Radial", "RadialTransform", "solve_increasing"]

@@ -160,11 +160,7 @@ class SplineTransform(Bijection):
     shared (``[D, 3K - 1]``) or per example (``[B, D, 3K - 1]``)."""
 
     def __init__(
-        self,
-        params: Tensor,
-        bins: int = 8,
-        bound: float = 3.0,
-        event_dim: int = 1,
+        self, params: Tensor, bins: int = 8, bound: float = 3.0, event_dim: int = 1
     ) -> None:
         super().__init__(event_dim)
         self.params, self.bins, self.bound = params, bins, bound

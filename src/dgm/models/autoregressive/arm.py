@@ -22,22 +22,15 @@ from dgm.registry import register
 
 
 class CausalBlock(nn.Module):
-    """Inclusive causal conv -> activation -> dropout, with an optional residual connection."""
+    """Inclusive causal conv -> activation -> dropout, with an optional residual connection
+    (``c.hidden`` channels, ``c.kernel_size`` taps ``dilation`` apart)."""
 
-    def __init__(
-        self,
-        channels: int,
-        kernel_size: int,
-        dilation: int,
-        act: str,
-        dropout: float,
-        residual: bool,
-    ) -> None:
+    def __init__(self, c: ARMConfig, dilation: int) -> None:
         super().__init__()
-        self.conv = CausalConv1d(channels, channels, kernel_size, dilation)
-        self.act = activation(act)
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.residual = residual
+        self.conv = CausalConv1d(c.hidden, c.hidden, c.kernel_size, dilation)
+        self.act = activation(c.activation)
+        self.drop = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
+        self.residual = c.residual
 
     def forward(self, h: Tensor) -> Tensor:  # [B, C, L] -> [B, C, L]
         out = self.drop(self.act(self.conv(h)))
@@ -45,43 +38,24 @@ class CausalBlock(nn.Module):
 
 
 class CausalConvNet(nn.Module):
-    """Exclusive first layer, inclusive hidden blocks, inclusive output layer.
+    """Exclusive first layer, ``c.layers - 2`` inclusive hidden blocks, inclusive output layer.
 
     ``[B, C_in, L] -> [B, C_out, L]`` where output ``t`` depends on inputs ``< t`` only.
     Dilations grow as ``growth ** i`` for hidden block ``i`` (cycling after ``cycle`` blocks)
     so the receptive field grows exponentially with depth, as in WaveNet.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        hidden: int,
-        out_channels: int,
-        layers: int = 4,
-        kernel_size: int = 7,
-        dilation_growth: int = 1,
-        dilation_cycle: int = 4,
-        act: str = "leaky_relu",
-        dropout: float = 0.0,
-        residual: bool = False,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, c: ARMConfig) -> None:
         super().__init__()
-        if layers < 2:
+        if c.layers < 2:
             raise ValueError("a causal conv net needs at least 2 layers (input and output)")
-        self.first = CausalConv1d(in_channels, hidden, kernel_size, exclusive=True)
-        self.act = activation(act)
+        self.first = CausalConv1d(in_channels, c.hidden, c.kernel_size, exclusive=True)
+        self.act = activation(c.activation)
+        cycle = max(c.dilation_cycle, 1)
         self.blocks = nn.ModuleList(
-            CausalBlock(
-                hidden,
-                kernel_size,
-                dilation_growth ** (i % max(dilation_cycle, 1)),
-                act,
-                dropout,
-                residual,
-            )
-            for i in range(layers - 2)
+            CausalBlock(c, c.dilation_growth ** (i % cycle)) for i in range(c.layers - 2)
         )
-        self.last = CausalConv1d(hidden, out_channels, kernel_size)
+        self.last = CausalConv1d(c.hidden, out_channels, c.kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act(self.first(x))
@@ -134,18 +108,8 @@ class ARM(AutoregressiveModel, ReceptiveField):
     def __init__(self, config: ARMConfig) -> None:
         super().__init__(config)
         c = config
-        self.net = CausalConvNet(
-            c.levels if c.input == "onehot" else 1,
-            c.hidden,
-            self.likelihood.params_per_dim,
-            layers=c.layers,
-            kernel_size=c.kernel_size,
-            dilation_growth=c.dilation_growth,
-            dilation_cycle=c.dilation_cycle,
-            act=c.activation,
-            dropout=c.dropout,
-            residual=c.residual,
-        )
+        in_channels = c.levels if c.input == "onehot" else 1
+        self.net = CausalConvNet(in_channels, self.likelihood.params_per_dim, c)
 
     def logits(self, flat: Tensor) -> Tensor:
         """Parameters of every conditional: ``[B, L] -> [B, P, L]``; output d sees x_<d only."""

@@ -94,11 +94,20 @@ class _PixelModel(AutoregressiveModel):
     ``[B, C_in, H, W] -> [B, C * P, H, W]`` with the P parameters of colour c contiguous.
     """
 
-    def _setup(self, c: Any) -> tuple[int, int]:
-        """The network's input and output channels."""
+    def _net_args(self, c: Any) -> dict[str, Any]:
+        """What both networks take from the config: the channels in and out (``colours``
+        groups of ``hidden``), the kernels, the head and the dropout."""
         colours = c.shape[0]
-        in_channels = colours * (c.levels if c.input == "onehot" else 1)
-        return in_channels, colours * self.likelihood.params_per_dim
+        return {
+            "in_channels": colours * (c.levels if c.input == "onehot" else 1),
+            "hidden": c.hidden,
+            "out_channels": colours * self.likelihood.params_per_dim,
+            "first_kernel": c.first_kernel,
+            "kernel_size": c.kernel_size,
+            "head": c.head,
+            "colours": colours,
+            "dropout": c.dropout,
+        }
 
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
@@ -166,19 +175,7 @@ class PixelCNN(_PixelModel):
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
-        c = config
-        in_channels, out_channels = self._setup(c)
-        self.net = PixelCNNNet(
-            in_channels,
-            c.hidden,
-            out_channels,
-            blocks=c.layers,
-            first_kernel=c.first_kernel,
-            kernel_size=c.kernel_size,
-            head=c.head,
-            colours=c.shape[0],
-            dropout=c.dropout,
-        )
+        self.net = PixelCNNNet(blocks=config.layers, **self._net_args(config))
 
     def _net(self, inputs: Tensor, y: Tensor | None) -> Tensor:
         return self.net(inputs)
@@ -204,19 +201,9 @@ class GatedPixelCNN(_PixelModel, LabelConditional):
     def __init__(self, config: GatedPixelCNNConfig) -> None:
         super().__init__(config)
         c = config
-        in_channels, out_channels = self._setup(c)
+        labels = c.num_classes if c.conditional else None
         self.net = GatedPixelCNNNet(
-            in_channels,
-            c.hidden,
-            out_channels,
-            layers=c.layers,
-            first_kernel=c.first_kernel,
-            kernel_size=c.kernel_size,
-            head=c.head,
-            colours=c.shape[0],
-            skip=c.skip,
-            num_classes=c.num_classes if c.conditional else None,
-            dropout=c.dropout,
+            layers=c.layers, skip=c.skip, num_classes=labels, **self._net_args(c)
         )
 
     # -- the contract -------------------------------------------------------------------

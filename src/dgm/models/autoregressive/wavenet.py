@@ -60,16 +60,7 @@ class WaveNet(AutoregressiveModel, ReceptiveField):
         super().__init__(config)
         c = config
         self.in_channels = c.levels if c.input == "onehot" else 1
-        self.net = WaveNetStack(
-            self.in_channels,
-            self.likelihood.params_per_dim,
-            hidden=c.hidden,
-            skip_channels=c.skip_channels,
-            head_channels=c.head_channels,
-            kernel_size=c.kernel_size,
-            max_dilation=c.max_dilation,
-            stacks=c.stacks,
-        )
+        self.net = WaveNetStack(self.in_channels, self.likelihood.params_per_dim, c)
 
     @property
     def receptive_field(self) -> int:

@@ -13,11 +13,16 @@ seen, so a new step costs O(layers) instead of re-running the network over the w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.nn.causal import CausalConv1d
+
+if TYPE_CHECKING:
+    from dgm.models.autoregressive.wavenet import WaveNetConfig
 
 
 def dilations(max_dilation: int, stacks: int) -> list[int]:
@@ -96,31 +101,24 @@ class GatedResidualBlock(nn.Module):
 
 
 class WaveNet(nn.Module):
-    """``[B, C_in, L] -> [B, C_out, L]`` where output ``t`` depends on inputs ``< t`` only."""
+    """``[B, C_in, L] -> [B, C_out, L]`` where output ``t`` depends on inputs ``< t`` only;
+    the sizes from a :class:`~dgm.models.autoregressive.wavenet.WaveNetConfig`."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        hidden: int = 64,
-        skip_channels: int = 128,
-        head_channels: int = 128,
-        kernel_size: int = 2,
-        max_dilation: int = 32,
-        stacks: int = 2,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, c: WaveNetConfig) -> None:
         super().__init__()
-        if max_dilation < 1 or stacks < 1 or kernel_size < 1:
+        if c.max_dilation < 1 or c.stacks < 1 or c.kernel_size < 1:
             raise ValueError("need max_dilation >= 1, stacks >= 1 and kernel_size >= 1")
         # exclusive: shifts everything one step right, so no output sees its own input
-        self.first = CausalConv1d(in_channels, hidden, kernel_size, exclusive=True)
-        dils = dilations(max_dilation, stacks)
+        self.first = CausalConv1d(in_channels, c.hidden, c.kernel_size, exclusive=True)
+        dils = dilations(c.max_dilation, c.stacks)
         self.blocks = nn.ModuleList(
-            GatedResidualBlock(hidden, skip_channels, kernel_size, d, residual=i < len(dils) - 1)
+            GatedResidualBlock(
+                c.hidden, c.skip_channels, c.kernel_size, d, residual=i < len(dils) - 1
+            )
             for i, d in enumerate(dils)
         )
-        self.head1 = nn.Conv1d(skip_channels, head_channels, 1)
-        self.head2 = nn.Conv1d(head_channels, out_channels, 1)
+        self.head1 = nn.Conv1d(c.skip_channels, c.head_channels, 1)
+        self.head2 = nn.Conv1d(c.head_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:  # [B, C_in, L] -> [B, C_out, L]
         h = self.first(x)  # [B, C, L]

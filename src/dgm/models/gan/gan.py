@@ -156,23 +156,9 @@ class GAN(GenerativeModel, Adversarial, ImplicitGenerator, LabelConditional):
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__(config)
-        c = config
-        k = c.num_classes if c.conditional else 0
         self.generator: nn.Module
         self.discriminator: nn.Module
-        self.generator, self.discriminator = make_gan_nets(
-            c.shape,
-            c.latent,
-            backbone=c.backbone,
-            hidden=c.hidden,
-            channels=c.channels,
-            layers=c.layers,
-            activation=c.activation,
-            spectral_norm=c.spectral_norm,
-            num_classes=k or 0,
-            dropout=c.dropout,
-            pack=c.pack,
-        )
+        self.generator, self.discriminator = make_gan_nets(config)
 
     # -- construction -------------------------------------------------------------------
     @property

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,9 @@ from torch.nn.utils.parametrizations import spectral_norm as _sn
 from dgm.errors import ConfigError, DataError
 from dgm.nn.activations import Activation
 from dgm.nn.activations import activation as _activation
+
+if TYPE_CHECKING:
+    from dgm.models.gan.gan import GANConfig
 
 Norm = Literal["none", "batch", "layer"]
 Backbone = Literal["auto", "mlp", "conv"]
@@ -280,37 +283,27 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.phi(x), y)  # [B]
 
 
-def make_gan_nets(
-    shape: Sequence[int],
-    latent: int,
-    backbone: Backbone = "auto",
-    hidden: int = 256,
-    channels: int = 64,
-    layers: int = 3,
-    activation: Activation = "relu",
-    spectral_norm: bool = False,
-    num_classes: int | None = 0,
-    dropout: float = 0.0,
-    d_norm: Norm = "none",
-    pack: int = 1,
-) -> tuple[nn.Module, nn.Module]:
-    """``(G, D)`` for data of event shape ``shape``: DCGAN for images of 8x8 and up under
-    ``"auto"``, the MLP pair otherwise. ``activation`` is G's (mlp); D uses LeakyReLU(0.2).
-    ``pack`` > 1: D reads ``pack`` samples stacked along the event's first axis (PacGAN)."""
-    shape = tuple(int(s) for s in shape)
-    d_shape = (shape[0] * pack, *shape[1:])
-    k = int(num_classes or 0)
+def make_gan_nets(c: GANConfig) -> tuple[nn.Module, nn.Module]:
+    """``(G, D)`` for a GAN's config: DCGAN for images of 8x8 and up under ``backbone=auto``, the
+    MLP pair otherwise. ``activation`` is G's (mlp); D uses LeakyReLU(0.2). ``pack`` > 1: D
+    reads ``pack`` samples stacked along the event's first axis (PacGAN)."""
+    shape = tuple(int(s) for s in c.shape)
+    d_shape = (shape[0] * c.pack, *shape[1:])
+    k = int(c.num_classes or 0) if c.conditional else 0
+    backbone = c.backbone
     if backbone == "auto":
         backbone = "conv" if len(shape) == 3 and min(shape[1:]) >= 8 else "mlp"
     if backbone == "conv":
         return (
-            DCGANGenerator(latent, shape, channels, num_classes=k),
-            DCGANDiscriminator(d_shape, channels, spectral_norm, k, dropout, norm=d_norm),
+            DCGANGenerator(c.latent, shape, c.channels, num_classes=k),
+            DCGANDiscriminator(d_shape, c.channels, c.spectral_norm, k, c.dropout),
         )
     if backbone == "mlp":
         return (
-            MLPGenerator(latent, shape, hidden, layers, activation, num_classes=k),
-            MLPDiscriminator(d_shape, hidden, layers, "leaky_relu", spectral_norm, k, dropout),
+            MLPGenerator(c.latent, shape, c.hidden, c.layers, c.activation, num_classes=k),
+            MLPDiscriminator(
+                d_shape, c.hidden, c.layers, "leaky_relu", c.spectral_norm, k, c.dropout
+            ),
         )
     raise ConfigError(f"unknown gan backbone {backbone!r}: choose auto, mlp or conv")
 

@@ -155,16 +155,9 @@ def make_backbone(
     """``(encoder, decoder)``: conv for images (``backbone`` auto or conv), mlp otherwise; the
     decoder maps codes ``[B, code_dim]`` to ``params_per_dim`` parameters per dimension."""
     if c.backbone == "conv" or (c.backbone == "auto" and len(c.shape) == 3):
-        encoder = ConvEncoder(c.shape, c.channels, c.hidden, c.activation, c.dropout)
-        decoder = ConvDecoder(
-            code_dim, c.shape, params_per_dim, c.channels, c.hidden, c.activation, c.dropout
-        )
-        return encoder, decoder
+        return ConvEncoder(c), ConvDecoder(c, code_dim, params_per_dim)
     encoder = MLPEncoder(c.shape, c.hidden, c.layers, c.activation, c.dropout)
-    decoder = MLPDecoder(
-        code_dim, c.shape, params_per_dim, c.hidden, c.layers, c.activation, c.dropout
-    )
-    return encoder, decoder
+    return encoder, MLPDecoder(c, code_dim, params_per_dim)
 
 
 def make_prior(c: PriorConfig, dim: int, q0: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Prior:

@@ -16,10 +16,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from dgm.nn.activations import activation
+
+if TYPE_CHECKING:
+    from dgm.models.latent.base import LatentConfig
 
 
 def _mlp(sizes: Sequence[int], act: str, dropout: float) -> nn.Sequential:
@@ -65,23 +69,15 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """``[B, K] -> [B, P, *event]``: ``layers`` hidden layers, then a linear output layer
-    (``layers=0``: a linear decoder)."""
+    """``[B, K] -> [B, P, *event]``: ``c.layers`` hidden layers of ``c.hidden`` units, then a
+    linear output layer (``layers=0``: a linear decoder)."""
 
-    def __init__(
-        self,
-        latent: int,
-        shape: Sequence[int],
-        params_per_dim: int,
-        hidden: int,
-        layers: int,
-        act: str = "relu",
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, c: LatentConfig, code_dim: int, params_per_dim: int) -> None:
         super().__init__()
-        self.shape, self.params_per_dim = tuple(shape), params_per_dim
-        self.body = _mlp([latent] + [hidden] * layers, act, dropout)
-        self.last = nn.Linear(hidden if layers > 0 else latent, params_per_dim * math.prod(shape))
+        self.shape, self.params_per_dim = tuple(c.shape), params_per_dim
+        self.body = _mlp([code_dim] + [c.hidden] * c.layers, c.activation, c.dropout)
+        width = c.hidden if c.layers > 0 else code_dim
+        self.last = nn.Linear(width, params_per_dim * math.prod(self.shape))
 
     def forward(self, z: Tensor) -> Tensor:
         out = self.last(self.body(z))  # [B, P * D], unit p * D + d
@@ -92,16 +88,10 @@ class ConvEncoder(nn.Module):
     """``[B, C, H, W] -> [B, hidden]``: ``n`` stride-2 4x4 convolutions with ``channels * 2^i``
     channels (a 3x3 convolution when the image cannot be halved), then a fully connected layer."""
 
-    def __init__(
-        self,
-        shape: Sequence[int],
-        channels: int,
-        hidden: int,
-        act: str = "relu",
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, config: LatentConfig) -> None:
         super().__init__()
-        c, h, w = shape
+        channels, act = config.channels, config.activation
+        c, h, w = config.shape
         n = halvings(h, w)
         layers: list[nn.Module] = []
         if n == 0:
@@ -113,8 +103,8 @@ class ConvEncoder(nn.Module):
             c = out_c
         self.convs = nn.Sequential(*layers)
         flat = out_c * (h // 2**n) * (w // 2**n)
-        self.fc = _mlp([flat, hidden], act, dropout)
-        self.out_dim = hidden
+        self.fc = _mlp([flat, config.hidden], act, config.dropout)
+        self.out_dim = config.hidden
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.convs(x).flatten(1))
@@ -126,23 +116,15 @@ class ConvDecoder(nn.Module):
     emits the ``P * C`` parameter maps (as DCGAN's generator; no full-resolution hidden maps,
     which keeps the many-sample likelihood estimates light). A 3x3 convolution when ``n = 0``."""
 
-    def __init__(
-        self,
-        latent: int,
-        shape: Sequence[int],
-        params_per_dim: int,
-        channels: int,
-        hidden: int,
-        act: str = "relu",
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, config: LatentConfig, code_dim: int, params_per_dim: int) -> None:
         super().__init__()
-        self.shape, self.params_per_dim = tuple(shape), params_per_dim
-        c, h, w = shape
+        channels, act = config.channels, config.activation
+        self.shape, self.params_per_dim = tuple(config.shape), params_per_dim
+        c, h, w = self.shape
         n = halvings(h, w)
         chans = [channels * 2**i for i in range(n)] or [channels]  # per encoder stage
         self.start = (chans[-1], h // 2**n, w // 2**n)
-        self.fc = _mlp([latent, hidden, math.prod(self.start)], act, dropout)
+        self.fc = _mlp([code_dim, config.hidden, math.prod(self.start)], act, config.dropout)
         out = params_per_dim * c
         layers: list[nn.Module] = []
         for i in reversed(range(1, n)):

@@ -23,7 +23,7 @@ the draws (the VAE draws them per importance sample, making chunked estimates re
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ from dgm.transforms import (
     SylvesterOrthogonal,
     SylvesterTriangular,
 )
+
+if TYPE_CHECKING:
+    from dgm.models.latent.vae import VAEConfig
 
 PosteriorName = Literal[
     "gaussian",
@@ -129,30 +132,41 @@ class FlowPosterior(nn.Module):
         return self.flow(h).call_and_ladj(self.base.mean(h))[0]
 
 
-def make_posterior(
-    name: str,
-    h_dim: int,
-    latent: int,
-    flow_length: int = 4,
-    sylvester_m: int = 0,
-    reflections: int = 4,
-    iaf_hidden: int = 64,
-    activation: str = "relu",
-) -> GaussianPosterior | FlowPosterior:
-    """Build a posterior by name (see :data:`PosteriorName`).
+def made_steps(
+    latent: int, n: int, hidden: int, activation: str, **options: Any
+) -> list[MaskedAutoregressive]:
+    """``n`` MADE-parameterised autoregressive steps on ``[B, latent]`` with two hidden layers
+    of ``hidden`` units, in alternating orders (natural, reverse) so every dimension gets to
+    depend on every other: a flow prior's MAF (forward: density in one pass) or, with the
+    ``options`` ``context_dim`` (features) and ``gated=True``, a posterior's IAF steps."""
+    return [
+        MaskedAutoregressive(
+            latent,
+            (hidden, hidden),
+            order="reverse" if i % 2 else "natural",
+            activation=activation,
+            **options,
+        )
+        for i in range(n)
+    ]
 
-    ``flow_length`` steps of the named flow; for ``householder`` it is the number of
+
+def make_posterior(c: VAEConfig, h_dim: int) -> GaussianPosterior | FlowPosterior:
+    """The posterior ``c.posterior`` names (see :data:`PosteriorName`) over ``c.latent``
+    dimensions, read from ``h_dim`` encoder features.
+
+    ``c.flow_length`` steps of the named flow; for ``householder`` it is the number of
     reflections of one chained Householder flow (the paper's T, each ``v_t`` a Linear of
-    ``v_{t-1}``). ``sylvester_m``: the orthogonal Sylvester flow's M (0: ``latent // 2``);
-    ``reflections``: Householder reflections per Sylvester step; ``iaf_hidden``: the width of
+    ``v_{t-1}``). ``c.sylvester_m``: the orthogonal Sylvester flow's M (0: ``latent // 2``);
+    ``c.reflections``: Householder reflections per Sylvester step; ``c.hidden``: the width of
     the two hidden layers of each IAF step's MADE. Orderings alternate between steps
     (Sylvester-triangular: identity/reversal; IAF: natural/reverse) so every dimension gets to
     depend on every other.
     """
+    name, latent, n = c.posterior, c.latent, c.flow_length
     base = GaussianPosterior(h_dim, latent)
     if name == "gaussian":
         return base
-    n = flow_length
     if n < 1:
         raise ValueError(f"posterior={name} needs flow_length >= 1, got {n}")
     layers: list[FlowLayer]
@@ -161,24 +175,14 @@ def make_posterior(
     elif name == "householder":
         layers = [Householder(latent, reflections=n, context_dim=h_dim)]
     elif name == "sylvester-orthogonal":
-        m = sylvester_m if sylvester_m > 0 else max(1, latent // 2)
+        m = c.sylvester_m if c.sylvester_m > 0 else max(1, latent // 2)
         layers = [SylvesterOrthogonal(latent, min(m, latent), context_dim=h_dim) for _ in range(n)]
     elif name == "sylvester-householder":
-        layers = [SylvesterHouseholder(latent, reflections, context_dim=h_dim) for _ in range(n)]
+        layers = [SylvesterHouseholder(latent, c.reflections, context_dim=h_dim) for _ in range(n)]
     elif name == "sylvester-triangular":
         layers = [SylvesterTriangular(latent, i % 2 == 1, context_dim=h_dim) for i in range(n)]
     elif name == "iaf":
-        layers = [
-            MaskedAutoregressive(
-                latent,
-                (iaf_hidden, iaf_hidden),
-                order="reverse" if i % 2 else "natural",
-                context_dim=h_dim,
-                activation=activation,
-                gated=True,
-            )
-            for i in range(n)
-        ]
+        layers = made_steps(latent, n, c.hidden, c.activation, context_dim=h_dim, gated=True)
     else:
         raise ValueError(f"unknown posterior {name!r}; use one of {', '.join(POSTERIORS)}")
     return FlowPosterior(base, FlowSequence(layers))
@@ -192,5 +196,6 @@ __all__ = [
     "diag_normal_log_prob",
     "gaussian_kl",
     "log_softplus",
+    "made_steps",
     "make_posterior",
 ]

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.distributions.normal import StandardNormal
-from dgm.models.latent.posteriors import HALF_LOG_2PI
-from dgm.transforms import Flow, FlowSequence, MaskedAutoregressive
+from dgm.models.latent.posteriors import HALF_LOG_2PI, made_steps
+from dgm.transforms import Flow, FlowSequence
 
 PriorName = Literal["standard", "mog", "vampprior", "flow"]
 PRIORS: tuple[str, ...] = PriorName.__args__  # type: ignore[attr-defined]
@@ -156,15 +156,7 @@ class FlowPrior(nn.Module):
         if layers < 1:
             raise ValueError(f"a flow prior needs layers >= 1, got {layers}")
         self.latent = latent
-        steps = [
-            MaskedAutoregressive(
-                latent,
-                (hidden, hidden),
-                order="reverse" if i % 2 else "natural",
-                activation=activation,
-            )
-            for i in range(layers)
-        ]
+        steps = made_steps(latent, layers, hidden, activation)
         self.flow = Flow(FlowSequence(steps), StandardNormal((latent,)))
 
     def log_prob(self, z: Tensor) -> Tensor:

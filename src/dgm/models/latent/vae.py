@@ -122,16 +122,7 @@ class VAE(LatentModel):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__(config, config.latent)
         c = config
-        self.posterior = make_posterior(
-            c.posterior,
-            self.encoder.out_dim,
-            c.latent,
-            c.flow_length,
-            c.sylvester_m,
-            c.reflections,
-            c.hidden,
-            c.activation,
-        )
+        self.posterior = make_posterior(c, self.encoder.out_dim)
         # a VampPrior mixes q_0 at its pseudo-inputs
         self.prior: Prior = make_prior(c, c.latent, self._q0)
 
