@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # two OpenMP threads on a loaded 2-core machine can spin-wait each other into the ground
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test test-fast lint format bench clean
 
 $(BIN)/dgm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# the quick loop while working: everything but the tests marked slow (CLI training runs,
+# feature-net training, processes); make test and CI run them all
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -12,21 +12,6 @@ import torch
 
 torch.set_num_threads(1)
 
-# a small ARM: fast to train, big enough to learn something in two epochs
-TINY_ARM = {"hidden": 16, "layers": 3, "kernel_size": 3}
-TINY_TRAIN = [
-    "--set",
-    "hidden=16",
-    "--set",
-    "layers=3",
-    "--set",
-    "kernel_size=3",
-    "--set",
-    "sample_every=1",
-    "--set",
-    "num_samples=4",
-]
-
 
 @pytest.fixture(scope="session")
 def digits():

@@ -12,6 +12,8 @@ from __future__ import annotations
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from dgm.models.capabilities import Autoencoder
+
 FACTORIES = {
     "zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm", "arange",
     "linspace", "logspace", "eye", "tensor", "as_tensor", "normal",
@@ -49,6 +51,6 @@ def exercise(model, x: Tensor, y: Tensor | None = None) -> list[str]:
         else:
             model.log_prob(x, num_samples=3)
         model.sample(2)
-        if callable(getattr(model, "interpolate", None)):
+        if isinstance(model, Autoencoder):
             model.interpolate(x[0], x[1], 3)
     return guard.offenders

@@ -29,6 +29,7 @@ def _lint_imports(config: Path, src: Path, cwd: Path) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_layers_hold(tmp_path):
     """lint-imports with the contracts in pyproject.toml: models import neither training nor
     evaluation, training does not import evaluation, nothing imports the cli."""
@@ -37,6 +38,7 @@ def test_layers_hold(tmp_path):
     assert "0 broken" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_back_edge_breaks_the_layers(tmp_path):
     """The contract can fail: a copy of the package whose models import evaluation (inside a
     function, where it is easy to miss) is refused."""
@@ -49,6 +51,7 @@ def test_a_back_edge_breaks_the_layers(tmp_path):
     assert "dgm.models.base -> dgm.evaluation.ood" in done.stdout
 
 
+@pytest.mark.slow
 def test_import_dgm_and_loading_a_model_do_not_import_lightning(tmp_path):
     """Users who only load and use a model get no training stack."""
     script = (

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 import dgm
-
-from .conftest import TINY_TRAIN
+from tests.helpers import TINY_TRAIN
 
 RUN_FILES = [
     "config.json",
@@ -38,6 +37,7 @@ def trained_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_folder(trained_run):
     for name in RUN_FILES:
         assert (trained_run / name).is_file(), name
@@ -53,6 +53,7 @@ def test_train_writes_a_complete_run_folder(trained_run):
         assert img.width > 8 and img.height > 8
 
 
+@pytest.mark.slow
 def test_eval_json_has_the_contract_keys(trained_run, run_cli):
     code, out, _ = run_cli("eval", trained_run, "--json")
     assert code == 0
@@ -67,11 +68,13 @@ def test_eval_json_has_the_contract_keys(trained_run, run_cli):
     assert res["nll_nats"] == pytest.approx(-model.log_prob(x).double().mean().item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_on_val_split_and_plain_output(trained_run, run_cli):
     code, out, _ = run_cli("eval", trained_run, "--split", "val")
     assert code == 0 and "n=350" in out and "bits/dim" in out
 
 
+@pytest.mark.slow
 def test_sample_png_and_npy(trained_run, run_cli, tmp_path):
     code, _, _ = run_cli("sample", trained_run, "-n", "16", "--out", tmp_path / "s.png")
     assert code == 0 and (tmp_path / "s.png").is_file()
@@ -96,6 +99,7 @@ def test_list_names_models_and_datasets(run_cli):
     assert code == 0 and "arm" in out and "digits" in out
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path, run_cli):
     for name in ("a", "b"):
         assert (
@@ -117,6 +121,7 @@ def test_same_seed_same_run(tmp_path, run_cli):
     assert a["train_loss"] == b["train_loss"] and a["val_nll"] == b["val_nll"]
 
 
+@pytest.mark.slow
 def test_yaml_config_file(tmp_path, run_cli):
     (tmp_path / "c.yaml").write_text(
         "hidden: 8\nlayers: 2\nkernel_size: 3\nepochs: 1\nsample_every: 0\ndata: digits\n"
@@ -127,6 +132,7 @@ def test_yaml_config_file(tmp_path, run_cli):
     assert cfg["config"]["hidden"] == 8 and cfg["train"]["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_user_npy_data_end_to_end(tmp_path, run_cli):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "d.npy", rng.integers(0, 4, size=(60, 10)).astype(np.int64))
@@ -191,6 +197,7 @@ class _noop:
         return False
 
 
+@pytest.mark.slow
 def test_argparse_errors_exit_2_with_one_line(capsys):
     from dgm.cli import main
 
@@ -224,6 +231,7 @@ def _bad_files(tmp: Path) -> dict:  # noqa: F821
     return files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "unparseable", "nan", "inf", "rank", "pickle", "csv"])
 def test_bad_data_files(case, tmp_path, run_cli):
     path = _bad_files(tmp_path)[case]
@@ -233,12 +241,14 @@ def test_bad_data_files(case, tmp_path, run_cli):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_continuous_data_is_refused_by_the_arm(tmp_path, run_cli):
     np.save(tmp_path / "c.npy", np.random.default_rng(0).normal(size=(30, 4)))
     code, _, err = run_cli("train", "arm", "--data", tmp_path / "c.npy", "--out", tmp_path / "r")
     assert "continuous" in _one_line_error(code, err)
 
 
+@pytest.mark.slow
 def test_values_outside_the_models_levels(trained_run, tmp_path, run_cli):
     x = np.full((10, 1, 8, 8), 20, dtype=np.int64)  # digits has 17 levels: 0..16
     np.save(tmp_path / "big.npy", x)
@@ -249,6 +259,7 @@ def test_values_outside_the_models_levels(trained_run, tmp_path, run_cli):
     assert "shape" in _one_line_error(code, err)
 
 
+@pytest.mark.slow
 def test_image_folder_skips_non_images_and_rejects_mixed_sizes(tmp_path, run_cli):
     good = tmp_path / "imgs"
     good.mkdir()
@@ -276,6 +287,7 @@ def test_eval_and_sample_refuse_folders_that_are_not_runs(tmp_path, run_cli):
         _one_line_error(code, err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"garbage bytes, not safetensors", "pickle"])
 def test_corrupt_weights_are_refused_never_unpickled(trained_run, tmp_path, run_cli, content):
     import shutil
@@ -304,6 +316,7 @@ def test_corrupt_weights_are_refused_never_unpickled(trained_run, tmp_path, run_
         dgm.load(run)
 
 
+@pytest.mark.slow
 def test_truncated_weights_are_refused(trained_run, tmp_path, run_cli):
     import shutil
 
@@ -315,6 +328,7 @@ def test_truncated_weights_are_refused(trained_run, tmp_path, run_cli):
     _one_line_error(code, err)
 
 
+@pytest.mark.slow
 def test_resume_from_a_run_of_another_model(trained_run, tmp_path, run_cli):
     import shutil
 
@@ -327,6 +341,7 @@ def test_resume_from_a_run_of_another_model(trained_run, tmp_path, run_cli):
     assert "not 'arm'" in _one_line_error(code, err)
 
 
+@pytest.mark.slow
 def test_out_folder_with_files_is_not_clobbered(trained_run, run_cli):
     before = (trained_run / "metrics.jsonl").read_text()
     code, _, err = run_cli("train", "arm", "--out", trained_run, "--epochs", "1")
@@ -334,6 +349,7 @@ def test_out_folder_with_files_is_not_clobbered(trained_run, run_cli):
     assert (trained_run / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_internal_errors_exit_1_without_traceback(monkeypatch, run_cli, trained_run):
     import dgm.evaluation.likelihood as lik
 
@@ -353,6 +369,7 @@ def test_python_api_matches_contract(digits):
     assert torch.isfinite(model.loss(digits.train.x[:4]))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_asking_for_a_missing_gpu_is_a_usage_error(tmp_path, run_cli):
     code, _, err = run_cli("train", "arm", "--accelerator", "gpu", "--out", tmp_path / "r")
@@ -360,6 +377,7 @@ def test_asking_for_a_missing_gpu_is_a_usage_error(tmp_path, run_cli):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_sample_with_a_label_for_conditional_models(tmp_path, run_cli, trained_run):
     run = tmp_path / "cond"
     code, _, err = run_cli(
@@ -396,6 +414,7 @@ def test_sample_with_a_label_for_conditional_models(tmp_path, run_cli, trained_r
     assert "--label" in _one_line_error(code, err)
 
 
+@pytest.mark.slow
 def test_reconstruct_needs_an_encoder(trained_run, run_cli, tmp_path):
     code, _, err = run_cli("reconstruct", trained_run, "--out", tmp_path / "r.png")
     assert code == 2 and "no encoder" in _one_line_error(code, err)

@@ -1,6 +1,9 @@
-"""The model contract, checked for every registry entry (docs/architecture.md, "Tests").
+"""The model contract, checked for every registry entry and the variants of tests/helpers.py
+(docs/architecture.md, "The model contract" and "Capabilities"): shapes, a finite loss,
+gradients to every parameter, device-clean code, save -> load -> the same outputs, what each
+declared capability promises, and a two-epoch CLI run per registry entry.
 
-Every model needs a tiny config here: a new registry entry without one fails
+Every model needs a tiny config in tests/helpers.py: a new registry entry without one fails
 ``test_every_model_has_a_tiny_config``, so none escapes these checks.
 """
 
@@ -13,70 +16,29 @@ import torch
 
 import dgm
 from dgm import registry
+from dgm.models.capabilities import (
+    Autoencoder,
+    Classifier,
+    EvidenceBound,
+    LabelConditional,
+    ReceptiveField,
+)
 from tests.device_guard import exercise
+from tests.helpers import TINY, VARIANTS
 
-# small enough to train two epochs on digits in a second or two
-TINY: dict[str, dict] = {
-    "arm": {"hidden": 16, "layers": 3, "kernel_size": 3},
-    "made": {"hidden": 16, "layers": 1},
-    "pixelcnn": {"hidden": 8, "layers": 1, "first_kernel": 3, "head": 8},
-    "gated-pixelcnn": {"hidden": 8, "layers": 2, "first_kernel": 3, "head": 8},
-    "gan": {"hidden": 16, "layers": 1, "channels": 8, "latent": 4},
-    "svae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4},
-    "transformer-arm": {"dim": 16, "layers": 1, "heads": 2},
-    "realnvp": {"hidden": 8, "blocks": 0, "dequant_hidden": 8, "dequant_layers": 1},
-    "glow": {"steps": 1, "hidden": 8, "dequant_hidden": 8, "dequant_layers": 1},
-    "maf": {"transforms": 2, "hidden": 16, "dequant_hidden": 8, "dequant_layers": 1},
-    "nsf": {"transforms": 1, "hidden": 16, "bins": 4, "dequant_hidden": 8, "dequant_layers": 1},
-    "flow": {
-        "transforms": "affine-coupling*2, actnorm, spline",
-        "hidden": 16,
-        "dequant_hidden": 8,
-        "dequant_layers": 1,
-    },
-    "hvae": {
-        "latent": 4,
-        "latent2": 4,
-        "hidden": 16,
-        "layers": 1,
-        "channels": 4,
-        "prior": "vampprior",
-    },
-    "hybrid-flow": {"hidden": 8, "blocks": 0, "head": "mlp", "head_hidden": 8},
-    "hybrid-vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "head_dropout": 0.1},
-    "vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "prior": "vampprior"},
-    "vqvae": {
-        "num_codes": 8,
-        "code_dim": 4,
-        "hidden": 8,
-        "blocks": 1,
-        "prior_hidden": 8,
-        "prior_layers": 1,
-        "prior_kernel": 3,
-    },
-    "wavenet": {
-        "hidden": 8,
-        "skip_channels": 8,
-        "head_channels": 8,
-        "max_dilation": 4,
-        "stacks": 1,
-    },
-}
-
-
-def _names() -> list[str]:
-    return [e.name for e in registry.entries()]
+CASES = [(name, name, cfg) for name, cfg in sorted(TINY.items())] + VARIANTS
 
 
 def test_every_model_has_a_tiny_config():
-    missing = sorted(set(_names()) - set(TINY))
-    assert not missing, f"add a tiny config for {missing} to tests/test_contract.py"
+    missing = sorted({e.name for e in registry.entries()} - set(TINY))
+    assert not missing, f"add a tiny config for {missing} to tests/helpers.py"
 
 
-@pytest.fixture(params=sorted(TINY))
+@pytest.fixture(params=CASES, ids=[case[0] for case in CASES])
 def model(request, digits):
+    _, name, cfg = request.param
     torch.manual_seed(0)
-    return registry.get(request.param).cls.for_data(digits.spec, **TINY[request.param])
+    return registry.get(name).cls.for_data(digits.spec, **cfg)
 
 
 def test_log_prob_sample_loss_shapes(model, digits):
@@ -89,10 +51,15 @@ def test_log_prob_sample_loss_shapes(model, digits):
             model.log_prob(x)
     loss = model.loss((x, y))
     assert loss.ndim == 0 and torch.isfinite(loss)
+    metrics = model.metrics((x, y))
+    assert model.monitor in metrics or not model.has_likelihood
+    assert all(v.shape == (6,) for v in metrics.values()), {k: v.shape for k, v in metrics.items()}
     model.eval()
     s = model.sample(3)
     assert s.shape == (3, *digits.spec.shape)
     assert s.min() >= 0 and s.max() <= digits.spec.levels - 1 and torch.equal(s, s.round())
+    coldest = model.sample(2, temperature=0)  # the likelihood's mode: still whole levels
+    assert coldest.shape == (2, *digits.spec.shape) and torch.equal(coldest, coldest.round())
 
 
 def test_device_clean(model, digits):
@@ -108,7 +75,7 @@ def test_gradients_reach_every_parameter(model, digits):
     assert not dead, f"no gradient reaches {dead}"
 
 
-def test_save_load_identical_log_prob(model, digits, tmp_path):
+def test_save_load_identical_outputs(model, digits, tmp_path):
     model.eval()
     model.save(tmp_path / "m")
     again = dgm.load(tmp_path / "m")
@@ -120,9 +87,54 @@ def test_save_load_identical_log_prob(model, digits, tmp_path):
     before = score(model)
     torch.manual_seed(1)
     assert torch.equal(before, score(again))
+    if isinstance(model, Classifier):
+        assert torch.equal(model.classify(x), again.classify(x))
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model"] == model.name
+    assert again.config == model.config and not again.training
 
 
+def test_declared_capabilities_keep_their_promises(model, digits):
+    x = digits.test.x[:5]
+    model.eval()
+    checked = 0
+    if isinstance(model, EvidenceBound):
+        elbo, lp = model.elbo(x), model.log_prob(x, num_samples=4)
+        assert elbo.shape == lp.shape == (5,) and torch.isfinite(elbo).all()
+        assert not model.exact_likelihood and "K=4" in model.likelihood_note(num_samples=4)
+        m = model.metrics((x, None))
+        assert torch.equal(m["nll"], -m["elbo"])  # validation scores the bound trained on
+        checked += 1
+    if isinstance(model, Autoencoder):
+        z = model.encode(x)
+        assert z.shape[0] == 5 and model.decode(z).shape == x.shape
+        assert model.reconstruct(x).shape == x.shape
+        assert model.interpolate(x[0], x[1], steps=4).shape == (4, *x.shape[1:])
+        assert model.interpolate(x[:2], x[2:4], steps=3).shape == (3, 2, *x.shape[1:])
+        checked += 1
+    if isinstance(model, Classifier):
+        log_py = model.classify(x)  # [B, C], rows log-softmax
+        assert log_py.shape == (5, digits.spec.num_classes)
+        torch.testing.assert_close(log_py.exp().sum(1), torch.ones(5))
+        torch.manual_seed(0)
+        log_px, log_py2 = model.predict(x)
+        torch.manual_seed(0)
+        assert torch.equal(log_px, model.log_prob(x)) and torch.equal(log_py2, log_py)
+        checked += 1
+    if isinstance(model, LabelConditional):
+        if model.conditional:
+            assert model.num_classes == digits.spec.num_classes
+            assert model.sample(4, labels=[0, 1, 2, 3]).shape == (4, *x.shape[1:])
+        else:
+            assert model.num_classes == 0 and model.labels_for(3) is None
+        checked += 1
+    if isinstance(model, ReceptiveField):
+        assert model.receptive_field > 0
+        checked += 1
+    declared = (Autoencoder, Classifier, EvidenceBound, LabelConditional, ReceptiveField)
+    assert checked == sum(isinstance(model, c) for c in declared)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
     sets = [a for k, v in TINY[name].items() for a in ("--set", f"{k}={v}")]
@@ -143,12 +155,15 @@ def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
         *sets,
     )
     assert code == 0, err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
     # a few importance samples where log p(x) is estimated (the default 5000 is a benchmark)
     code, out, err = run_cli("eval", run, "--json", "--num-samples", "8")
     assert code == 0, err
     res = json.loads(out)
     assert res["model"] == name and res["n"] == 447
-    if not registry.get(name).cls.has_likelihood:  # sample quality instead, by default
+    cls = registry.get(name).cls
+    if not cls.has_likelihood:  # sample quality instead, by default
         assert res["fd"] > 0 and 0 <= res["precision"] <= 1 and 0 <= res["recall"] <= 1
         assert "FeatureNet" in res["features"]
     else:
@@ -157,6 +172,9 @@ def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
         assert res["elbo_nats"] >= res["nll_nats"] - 0.5
     code, _, err = run_cli("sample", run, "-n", "4", "--out", tmp_path / "s.png")
     assert code == 0 and (tmp_path / "s.png").is_file(), err
-    if callable(getattr(registry.get(name).cls, "reconstruct", None)):
+    if issubclass(cls, Autoencoder):
         code, _, err = run_cli("reconstruct", run, "-n", "8", "--out", tmp_path / "r.png")
         assert code == 0 and (tmp_path / "r.png").stat().st_size > 500, err
+    else:
+        code, _, err = run_cli("reconstruct", run, "-n", "8", "--out", tmp_path / "r.png")
+        assert code == 2 and "no encoder" in err

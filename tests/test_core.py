@@ -134,6 +134,7 @@ def test_config_json_errors(tmp_path):
         dgm.load(tmp_path)
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains(tmp_path, digits):
     from dgm.pipeline import train
 

@@ -24,8 +24,7 @@ from dgm.data import (
 )
 from dgm.data.toy import SAMPLERS
 from dgm.errors import DataError
-
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.helpers import shared_data
 
 # --------------------------------------------------------------------------- writers
 
@@ -580,7 +579,7 @@ def test_fake_omniglot(tmp_path):
     assert ds.val.y.unique().tolist() == [9] and ds.test.y.max() == 2
 
 
-@pytest.mark.skipif(not (REAL_DATA / "mnist").is_dir(), reason="no shared MNIST copy")
 def test_real_mnist_test_labels():
-    y = formats.read_idx(REAL_DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    mnist = shared_data("mnist")  # skips, saying why, on a machine without the shared data
+    y = formats.read_idx(mnist / "t10k-labels-idx1-ubyte.gz")
     assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))

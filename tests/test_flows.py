@@ -14,7 +14,7 @@ from dgm.errors import ConfigError
 from dgm.models.flows import TRANSFORMS, parse_transforms
 from dgm.transforms import Flow, FlowSequence
 from dgm.transforms.coupling import Coupling
-from tests.device_guard import exercise
+from tests.helpers import TINY
 
 FLOWS = ["flow", "glow", "maf", "nsf", "realnvp"]
 
@@ -179,19 +179,10 @@ def test_config_errors_are_clear():
 
 
 def _tiny(name: str):
-    from tests.test_contract import TINY
-
     return TINY[name]
 
 
-@pytest.mark.parametrize("name", FLOWS)
-def test_device_clean(name, digits):
-    torch.manual_seed(0)
-    model = dgm.create(name, shape=(1, 8, 8), levels=17, **_tiny(name))
-    offenders = exercise(model, digits.train.x[:4])
-    assert not offenders, f"{name} makes CPU tensors in forward: {offenders}"
-
-
+@pytest.mark.slow
 def test_cli_two_moons_density_picture(tmp_path, run_cli):
     run = tmp_path / "moons"
     code, out, err = run_cli(
@@ -209,6 +200,7 @@ def test_cli_two_moons_density_picture(tmp_path, run_cli):
     assert code == 0 and res["exact"] and res["estimate"].startswith("exact")
 
 
+@pytest.mark.slow
 def test_cli_eval_states_the_bound(tmp_path, run_cli):
     run = tmp_path / "d"
     code, _, err = run_cli(

@@ -181,6 +181,7 @@ def _digits_train(tmp_path, model_cfg, train_cfg):
     return dgm.load(tmp_path)
 
 
+@pytest.mark.slow
 def test_trainer_updates_g_once_per_d_steps(tmp_path):
     """Two batches with d_steps=3: D moves, G never does; with d_steps=1 both move."""
     init = make(backbone="mlp")
@@ -230,6 +231,7 @@ def test_nan_loss_stops_with_a_clear_message():
         lit._check("discriminator", torch.tensor(float("nan")), 3)
 
 
+@pytest.mark.slow
 def test_non_saturating_gan_covers_the_8_gaussians(tmp_path):
     """The standard missing-mode check, seeded: all 8 modes of the ring within 20 short
     epochs on one CPU thread (modes count when >= 1/5 of their share of 2500 samples lies
@@ -254,6 +256,7 @@ def digit_features(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_two_epoch_cli_run_per_objective(objective, tmp_path, run_cli, digit_features):
     run = tmp_path / objective
@@ -277,6 +280,7 @@ def test_two_epoch_cli_run_per_objective(objective, tmp_path, run_cli, digit_fea
     assert torch.equal(a, two.sample(5))  # save -> load -> same samples
 
 
+@pytest.mark.slow
 def test_unlabelled_data_trains_and_says_why_no_quality(tmp_path, run_cli):
     """No labels, no feature network: training still ends well and says so; eval asks for
     --features."""
@@ -294,6 +298,7 @@ def test_unlabelled_data_trains_and_says_why_no_quality(tmp_path, run_cli):
     assert code == 2 and "--features" in err
 
 
+@pytest.mark.slow
 def test_cli_toy_run_reports_modes(tmp_path, run_cli):
     run = tmp_path / "g"
     code, _, err = run_cli(

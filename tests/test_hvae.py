@@ -20,68 +20,16 @@ from dgm.distributions.gaussian import Gaussian
 from dgm.errors import ConfigError
 from dgm.models.latent.hvae import HVAE, gaussian_kl_between
 from dgm.models.latent.posteriors import gaussian_kl
-from dgm.models.latent.priors import PRIORS
 from dgm.pipeline import train
-from tests.device_guard import exercise
-from tests.test_vae import digits_like
+from tests.helpers import HVAE_TINY, digits_like
 
 F64 = torch.float64
-# latent != latent2, so a mix-up of the two layers cannot pass
-TINY = {
-    "latent": 3,
-    "latent2": 2,
-    "hidden": 12,
-    "layers": 1,
-    "channels": 4,
-    "components": 3,
-    "prior_flow": 2,
-}
+TINY = HVAE_TINY
 
 
 def make(**kw) -> HVAE:
     torch.manual_seed(0)
     return dgm.create("hvae", **{**TINY, **kw})
-
-
-# -- the contract, for every prior ------------------------------------------------------------
-CASES = [(p, b) for p in PRIORS for b in ("mlp", "conv")]
-
-
-@pytest.mark.parametrize(("prior", "backbone"), CASES, ids=[f"{p}-{b}" for p, b in CASES])
-def test_every_prior(prior, backbone, tmp_path):
-    model = make(prior=prior, backbone=backbone)
-    x = digits_like(5)
-
-    model.train()
-    loss = model.loss((x, None))
-    assert loss.ndim == 0 and torch.isfinite(loss)
-    loss.backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not dead, f"no gradient reaches {dead}"
-
-    model.eval()
-    for lp in (model.elbo(x), model.log_prob(x), model.log_prob(x, num_samples=4)):
-        assert lp.shape == (5,) and torch.isfinite(lp).all() and (lp < 0).all()
-    m = model.metrics((x, None))
-    assert m["nll"].shape == (5,) and torch.equal(m["nll"], -m["elbo"])
-    s = model.sample(3)
-    assert s.shape == (3, 1, 8, 8) and torch.equal(s, s.round())
-    assert s.min() >= 0 and s.max() <= 16
-    z = model.encode(x)
-    assert z.shape == (5, 3 + 2) and torch.isfinite(z).all()
-    assert model.decode(z).shape == (5, 1, 8, 8)
-    assert model.reconstruct(x).shape == (5, 1, 8, 8)
-    assert model.interpolate(x[0], x[1], steps=4).shape == (4, 1, 8, 8)
-    assert model.interpolate(x[:2], x[2:4], steps=3).shape == (3, 2, 1, 8, 8)
-
-    model.save(tmp_path / "m")
-    again = dgm.load(tmp_path / "m")
-    assert isinstance(again, HVAE)
-    for fn in (lambda m: m.elbo(x), lambda m: m.log_prob(x, 7)):
-        torch.manual_seed(1)
-        before = fn(model)
-        torch.manual_seed(1)
-        assert torch.equal(before, fn(again))
 
 
 def test_registered_in_the_latent_family():
@@ -128,14 +76,6 @@ def test_encode_is_the_posterior_means_z1_first():
     mu2 = model.q2.mean(h)
     mu1 = model.q1.mean(model.q1_net(torch.cat([h, mu2], -1)))
     torch.testing.assert_close(model.encode(x), torch.cat([mu1, mu2], -1))
-
-
-@pytest.mark.parametrize("prior", ["standard", "vampprior"])
-def test_device_clean(prior):
-    model = make(prior=prior)
-    x = digits_like(4)
-    offenders = exercise(model, x)
-    assert not offenders, f"CPU tensors made in forward: {offenders}"
 
 
 # -- importance weighting ---------------------------------------------------------------------
@@ -261,7 +201,7 @@ def test_kl_between_gaussians():
 def test_analytic_kl_terms_equal_their_monte_carlo_estimates():
     model = make(backbone="mlp").double()
     x = digits_like(4)
-    n = 20000
+    n = 4000  # 4 standard errors: the tolerance shrinks with n, so any n tests the same thing
     d = model.draws(x, n)
     # inner KL, at each draw of z2: log q1 - log p1 has mean kl1
     diff = (d.log_q1 - d.log_p1) - d.kl1  # [S, B]
@@ -330,6 +270,7 @@ def test_beta_weights_the_loss_only():
 
 
 # -- training -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_epochs_on_digits(tmp_path, digits):
     run = tmp_path / "r"
     res = train(

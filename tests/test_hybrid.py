@@ -18,7 +18,6 @@ import dgm
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.models.hybrid import HybridFlow, HybridVAE
-from tests.device_guard import DeviceGuard
 
 TINY_FLOW = {"hidden": 8, "blocks": 0}
 TINY_VAE = {"latent": 4, "hidden": 16, "layers": 1, "channels": 4}
@@ -197,37 +196,6 @@ def test_continuous_data_predict_is_one_exact_pass():
     assert torch.allclose(log_py, model.classify(x))
 
 
-@pytest.mark.parametrize("make", [flow, vae])
-def test_save_load_identical_predictions(make, digits, tmp_path):
-    model = make(digits, head="mlp", head_hidden=8)
-    model.train()
-    model.loss((digits.train.x[:32], digits.train.y[:32])).backward()  # actnorm initialised
-    model.eval()
-    model.save(tmp_path / "m")
-    again = dgm.load(tmp_path / "m")
-    x = digits.test.x[:8]
-    assert torch.equal(model.classify(x), again.classify(x))
-    torch.manual_seed(1)
-    before = model.predict(x)[0]
-    torch.manual_seed(1)
-    assert torch.equal(before, again.predict(x)[0])
-
-
-@pytest.mark.parametrize("make", [flow, vae])
-def test_device_clean_with_labels(make, digits):
-    model = make(digits)
-    x, y = digits.train.x[:4], digits.train.y[:4]
-    guard = DeviceGuard()
-    with guard:
-        model.train()
-        model.loss((x, y)).backward()
-        model.eval()
-        model.predict(x, num_samples=2)
-        model.metrics((x, y))
-        model.sample(2)
-    assert not guard.offenders, guard.offenders
-
-
 def _train(digits, weight, epochs: int = 10) -> tuple[float, float, float]:
     """A small mlp hybrid-flow trained ``epochs`` x 16 steps: (test accuracy, test NLL before
     training, after)."""
@@ -252,6 +220,7 @@ def _train(digits, weight, epochs: int = 10) -> tuple[float, float, float]:
     return acc, nll0, -model.log_prob(test).mean().item()
 
 
+@pytest.mark.slow
 def test_short_training_classifies_and_models_digits(digits):
     """160 steps: both the hybrid and the plain classifier (weight 0) classify the test split
     far above chance (10%); only the hybrid's density learns (measured: 239 -> 125 nats, and
@@ -263,6 +232,7 @@ def test_short_training_classifies_and_models_digits(digits):
     assert nll_plain > nll + 200, (nll, nll_plain)
 
 
+@pytest.mark.slow
 def test_cli_run_keeps_the_epoch_with_the_best_joint_objective(tmp_path, run_cli):
     """A hybrid's best epoch is picked by its validation objective (lambda NLL + CE), not by
     the NLL alone, and dgm train reports its test accuracy and calibration."""
@@ -280,6 +250,7 @@ def test_cli_run_keeps_the_epoch_with_the_best_joint_objective(tmp_path, run_cli
     assert 0 <= results["test_ece"] <= 1 and 0.1 < results["test_accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_detect_on_the_example_inputs(tmp_path, run_cli, monkeypatch):
     """The README's path: train a hybrid, write examples/detect_inputs.py's folder, detect."""
     run, inputs = tmp_path / "h", tmp_path / "inputs"

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 import dgm
-
-from .conftest import TINY_TRAIN
+from tests.helpers import TINY_TRAIN
 
 DGM = [sys.executable, "-m", "dgm"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}

@@ -215,6 +215,7 @@ def digits_net(digits):
     return net, metrics
 
 
+@pytest.mark.slow
 def test_feature_net_trains_fast_on_digits(digits_net):
     net, metrics = digits_net
     assert metrics["test_accuracy"] >= 0.9
@@ -224,6 +225,7 @@ def test_feature_net_trains_fast_on_digits(digits_net):
     assert not net.training
 
 
+@pytest.mark.slow
 def test_classifier_accuracy_and_classes(digits_net, digits):
     net, metrics = digits_net
     test = digits.test
@@ -237,6 +239,7 @@ def test_classifier_accuracy_and_classes(digits_net, digits):
     assert out2["entropy"] == pytest.approx(math.log(2), abs=0.1)
 
 
+@pytest.mark.slow
 def test_fd_separates_real_digits_from_noise(digits_net, digits):
     net, _ = digits_net
     noise = torch.randint(0, 17, (447, 1, 8, 8), generator=torch.Generator().manual_seed(0))
@@ -255,6 +258,7 @@ def test_fd_separates_real_digits_from_noise(digits_net, digits):
     assert (real["n_real"], real["n_fake"]) == (447, 1000)
 
 
+@pytest.mark.slow
 def test_sample_quality_refuses_bad_samples(digits_net, digits):
     net, _ = digits_net
     x = digits.test.x
@@ -272,6 +276,7 @@ def test_sample_quality_refuses_bad_samples(digits_net, digits):
         sample_quality(net, x, x, metrics=("fid",))
 
 
+@pytest.mark.slow
 def test_save_load_gives_identical_features(digits_net, digits, tmp_path):
     net, metrics = digits_net
     save_feature_net(net, tmp_path / "features")
@@ -286,6 +291,7 @@ def test_save_load_gives_identical_features(digits_net, digits, tmp_path):
     assert torch.equal(again.features(x), net.features(x))
 
 
+@pytest.mark.slow
 def test_damaged_feature_folders_are_refused(digits_net, tmp_path):
     net, _ = digits_net
     save_feature_net(net, tmp_path)
@@ -312,6 +318,7 @@ def _small(ds: Dataset, n: int) -> Dataset:
     return Dataset(ds.spec, cut(ds.train), cut(ds.val), cut(ds.test))
 
 
+@pytest.mark.slow
 def test_feature_net_for_retrains_for_other_data_and_on_vectors(digits_net, tmp_path):
     net, _ = digits_net
     save_feature_net(net, tmp_path)
@@ -325,6 +332,7 @@ def test_feature_net_for_retrains_for_other_data_and_on_vectors(digits_net, tmp_
     assert load_feature_net(tmp_path).spec.name == "8-gaussians"  # the folder now holds it
 
 
+@pytest.mark.slow
 def test_unlabelled_data_is_refused():
     board = load_dataset("checkerboard")
     with pytest.raises(DataError, match="labelled dataset"):
@@ -342,6 +350,7 @@ def test_random_shift_moves_each_image_by_at_most_the_shift():
     assert set(rows.tolist()) == {3, 4, 5} and set(cols.tolist()) == {2, 3, 4}
 
 
+@pytest.mark.slow
 def test_metrics_are_device_clean(digits_net, digits):
     net, _ = digits_net
     centres, std = MODES["8-gaussians"]
@@ -355,6 +364,7 @@ def test_metrics_are_device_clean(digits_net, digits):
     assert guard.offenders == []
 
 
+@pytest.mark.slow
 def test_float64_samples_and_stable_global_rng(digits_net, digits):
     net, _ = digits_net
     x = digits.test.x[:30]

@@ -20,12 +20,11 @@ from dgm.distributions.spherical import PowerSpherical, VonMisesFisher, log_sphe
 from dgm.errors import ConfigError
 from dgm.models.latent.svae import SVAE, concentration, slerp
 from dgm.pipeline import train
-from tests.device_guard import DeviceGuard
-from tests.test_vae import digits_like
+from tests.helpers import SPHERICAL, SVAE_TINY, digits_like
 
 F64 = torch.float64
-DISTS = ["vmf", "power-spherical"]
-TINY = {"latent": 4, "hidden": 12, "layers": 1, "channels": 4}
+DISTS = SPHERICAL
+TINY = SVAE_TINY
 
 
 def make(**kw) -> SVAE:
@@ -41,52 +40,25 @@ def _sharpen(model: SVAE) -> None:
         model.decoder.body[0].weight.mul_(5.0)
 
 
-# -- the contract --------------------------------------------------------------------------------
+# -- codes on the sphere, for both posteriors and backbones ------------------------------------
 CASES = [(d, b) for d in DISTS for b in ("mlp", "conv")]
 
 
 @pytest.mark.parametrize(("dist", "backbone"), CASES, ids=[f"{d}-{b}" for d, b in CASES])
-def test_contract(dist, backbone, tmp_path):
-    model = make(distribution=dist, backbone=backbone)
+def test_posteriors_and_codes_live_on_the_sphere(dist, backbone):
+    """The spherical parts (the contract suite checks the rest for these four variants)."""
+    model = make(distribution=dist, backbone=backbone).eval()
     x = digits_like(5)
-
-    model.train()
-    loss = model.loss((x, None))
-    assert loss.ndim == 0 and torch.isfinite(loss)
-    loss.backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not dead, f"no gradient reaches {dead}"
-
-    model.eval()
     q = model.posterior(x)
     assert isinstance(q, VonMisesFisher if dist == "vmf" else PowerSpherical)
     assert q.batch_shape == (5,) and q.event_shape == (4,) and (q.scale >= 1).all()
-    for lp in (model.elbo(x), model.log_prob(x), model.log_prob(x, num_samples=4)):
-        assert lp.shape == (5,) and torch.isfinite(lp).all() and (lp < 0).all()
-    m = model.metrics((x, None))
-    assert m["nll"].shape == (5,) and torch.equal(m["nll"], -m["elbo"])
-    s = model.sample(3)
-    assert s.shape == (3, 1, 8, 8) and torch.equal(s, s.round())
-    assert s.min() >= 0 and s.max() <= 16
-    z = model.encode(x)
-    assert z.shape == (5, 4)
+    z = model.encode(x)  # the mean direction: a unit vector
+    assert z.shape == (5, 4) and torch.equal(z, q.loc)
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(5), rtol=0, atol=1e-6)
-    assert torch.equal(z, q.loc)
-    assert model.decode(z).shape == (5, 1, 8, 8)
-    assert model.reconstruct(x).shape == (5, 1, 8, 8)
-    assert model.interpolate(x[0], x[1], steps=4).shape == (4, 1, 8, 8)
-    assert model.interpolate(x[:2], x[2:4], steps=3).shape == (3, 2, 1, 8, 8)
-    # the draws themselves lie on the sphere
-    z_draw = torch.cat([q.sample() for _ in range(20)])
+    z_draw = torch.cat([q.sample() for _ in range(20)])  # the draws lie on the sphere too
     torch.testing.assert_close(z_draw.norm(dim=-1), torch.ones(100), rtol=0, atol=1e-5)
-
-    model.save(tmp_path / "m")
-    again = dgm.load(tmp_path / "m")
-    assert isinstance(again, SVAE) and again.config.distribution == dist
-    torch.manual_seed(1)
-    before = model.elbo(x)
-    torch.manual_seed(1)
-    assert torch.equal(before, again.elbo(x))
+    path = model.path(z[:2], z[2:4], 5)  # interpolation walks the sphere
+    torch.testing.assert_close(path.norm(dim=-1), torch.ones(5, 2), rtol=0, atol=1e-5)
 
 
 def test_registered_in_the_latent_family():
@@ -110,21 +82,6 @@ def test_config_errors_are_clear():
         dgm.create("svae", distribution="gaussian")
     with pytest.raises(ConfigError, match="backbone=conv"):
         dgm.create("svae", shape=(4,), levels=2, backbone="conv")
-
-
-def test_device_clean():
-    guard = DeviceGuard()
-    for dist in DISTS:
-        model = make(distribution=dist)
-        x = digits_like(4)
-        with guard:
-            model.train()
-            model.loss((x, None)).backward()
-            model.eval()
-            model.log_prob(x, num_samples=3)
-            model.sample(2)
-            model.interpolate(x[0], x[1], 3)
-    assert not guard.offenders, f"CPU tensors made in forward: {guard.offenders}"
 
 
 # -- numerical robustness -------------------------------------------------------------------
@@ -315,6 +272,7 @@ def test_interpolate_decodes_the_slerp_path():
 
 
 # -- training -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("dist", DISTS)
 def test_two_epochs_on_digits(dist, tmp_path, digits):
     res = train(

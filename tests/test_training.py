@@ -15,8 +15,7 @@ from dgm.pipeline import train
 from dgm.training import TrainConfig
 from dgm.training.data import TensorData, TensorDataModule
 from dgm.training.module import LitModel, TrainingError
-
-from .conftest import TINY_ARM
+from tests.helpers import TINY_ARM
 
 
 def test_batches_are_one_gather_with_labels():
@@ -49,6 +48,7 @@ def test_data_module_keeps_labels_and_uses_dataset_batch_sizes(digits):
     assert len(dm.val_dataloader()) == 1
 
 
+@pytest.mark.slow
 def test_ema_weights_are_what_the_run_keeps(tmp_path, digits):
     res = train(
         "arm",
@@ -75,6 +75,7 @@ def test_ema_copy_takes_no_gradients(digits):
     assert trainable and all(n.startswith("model.") for n in trainable)
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_a_clear_message(tmp_path, run_cli):
     import numpy as np
 
@@ -115,6 +116,7 @@ def test_training_error_names_the_fix():
         lit.training_step((torch.zeros(2, 4), None), 0)
 
 
+@pytest.mark.slow
 def test_max_time_bounds_training(tmp_path):
     spec = DataSpec(name="toy", shape=(6,), levels=3)
     split = Split(torch.randint(0, 3, (64, 6)).float())
@@ -130,6 +132,7 @@ def test_max_time_bounds_training(tmp_path):
     assert res["train_time_s"] < 10 and 1 <= res["epochs"] < 100000
 
 
+@pytest.mark.slow
 def test_epoch_batches_shortens_epochs(tmp_path, digits):
     train(
         "arm",
@@ -143,6 +146,7 @@ def test_epoch_batches_shortens_epochs(tmp_path, digits):
     assert steps == [3, 6]  # 3 batches an epoch instead of 16
 
 
+@pytest.mark.slow
 def test_plain_progress_lines_inside_long_epochs(tmp_path, digits, monkeypatch):
     from dgm.training import callbacks
 
@@ -186,3 +190,35 @@ def test_ema_decay_warms_up_from_the_start():
     one = [torch.zeros(1)]
     resumed(one, [torch.ones(1)], torch.tensor(10**6))  # a resumed long run: the full decay
     torch.testing.assert_close(one[0], torch.tensor([0.001]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vae", "made"])
+def test_a_resumed_run_continues_the_models_schedule(name, digits, tmp_path, monkeypatch):
+    """The training step is the trainer's (Scheduled.set_step): a resumed VAE continues its
+    KL warm-up, and MADE its cycle of masks, where the first session stopped."""
+    from dgm import registry
+
+    cls = registry.get(name).cls
+    seen: list[tuple[int, float]] = []
+    original = cls.set_step
+
+    def spy(self, step: int) -> None:
+        original(self, step)
+        seen.append((step, self.kl_weight() if name == "vae" else self.mask_index))
+
+    monkeypatch.setattr(cls, "set_step", spy)
+    model_cfg = {"hidden": 8, "layers": 1}
+    model_cfg |= {"latent": 2, "warmup_steps": 12} if name == "vae" else {"num_masks": 4}
+    cfg = {"epoch_batches": 3, "batch_size": 50, "sample_every": 0, "test": False, "ema": 0.0}
+    quiet = {"show": lambda m: None}
+    train(name, digits, tmp_path, model_cfg, {**cfg, "epochs": 1}, **quiet)
+    first = list(seen)
+    seen.clear()
+    train(name, digits, tmp_path, model_cfg, {**cfg, "epochs": 2}, resume=True, **quiet)
+    assert [s for s, _ in first] == [0, 1, 2]
+    assert [s for s, _ in seen] == [3, 4, 5]  # not 0, 1, 2 again
+    if name == "vae":  # the KL weight goes on rising from 3/12
+        assert [w for _, w in seen] == pytest.approx([3 / 12, 4 / 12, 5 / 12])
+    else:  # the masks go on in turn
+        assert [m for _, m in first + seen] == [0, 1, 2, 3, 0, 1]

@@ -20,74 +20,18 @@ from dgm.data.base import DataSpec
 from dgm.distributions.gaussian import Gaussian
 from dgm.errors import ConfigError
 from dgm.models.latent.networks import halvings
-from dgm.models.latent.posteriors import POSTERIORS, gaussian_kl, log_softplus
+from dgm.models.latent.posteriors import gaussian_kl, log_softplus
 from dgm.models.latent.priors import PRIORS, mixture_log_prob
 from dgm.models.latent.vae import VAE
-from tests.device_guard import exercise
+from tests.helpers import HVAE_TINY, VAE_TINY, digits_like
 
 F64 = torch.float64
-TINY = {
-    "latent": 3,
-    "hidden": 12,
-    "layers": 1,
-    "channels": 4,
-    "components": 3,
-    "flow_length": 2,
-    "prior_flow": 2,
-}
-
-
-def digits_like(n: int, seed: int = 0) -> torch.Tensor:
-    """``[n, 1, 8, 8]`` levels 0..16 (as float), like the digits dataset."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 17, (n, 1, 8, 8), generator=g).float()
+TINY = VAE_TINY
 
 
 def make(**kw) -> VAE:
     torch.manual_seed(0)
     return dgm.create("vae", **{**TINY, **kw})
-
-
-# -- the contract, for every prior x posterior --------------------------------------------------
-COMBOS = [(p, q) for p in PRIORS for q in POSTERIORS]
-
-
-@pytest.mark.parametrize(("prior", "posterior"), COMBOS, ids=[f"{p}-{q}" for p, q in COMBOS])
-def test_every_prior_and_posterior(prior, posterior, tmp_path):
-    i = COMBOS.index((prior, posterior))
-    backbone = "conv" if i % 2 else "mlp"  # both backbones meet every prior and posterior
-    model = make(prior=prior, posterior=posterior, backbone=backbone)
-    x = digits_like(5)
-
-    model.train()
-    loss = model.loss((x, None))
-    assert loss.ndim == 0 and torch.isfinite(loss)
-    loss.backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not dead, f"no gradient reaches {dead}"
-    if prior == "vampprior":
-        assert model.prior.pseudo.grad.abs().sum() > 0
-
-    model.eval()
-    for lp in (model.elbo(x), model.log_prob(x), model.log_prob(x, num_samples=4)):
-        assert lp.shape == (5,) and torch.isfinite(lp).all()
-    assert model.metrics((x, None))["nll"].shape == (5,)
-    s = model.sample(3)
-    assert s.shape == (3, 1, 8, 8) and torch.equal(s, s.round())
-    assert s.min() >= 0 and s.max() <= 16
-    z = model.encode(x)
-    assert z.shape == (5, 3) and torch.isfinite(z).all()
-    assert model.decode(z).shape == (5, 1, 8, 8)
-    assert model.reconstruct(x).shape == (5, 1, 8, 8)
-    assert model.interpolate(x[0], x[1], steps=4).shape == (4, 1, 8, 8)
-    assert model.interpolate(x[:2], x[2:4], steps=3).shape == (3, 2, 1, 8, 8)
-
-    model.save(tmp_path / "m")
-    again = dgm.load(tmp_path / "m")
-    torch.manual_seed(1)
-    before = model.elbo(x)
-    torch.manual_seed(1)
-    assert torch.equal(before, again.elbo(x))
 
 
 def test_registered_in_the_latent_family():
@@ -118,8 +62,6 @@ def test_config_errors_are_clear():
 def test_vampprior_follows_a_deep_copy(name):
     """The trainer's weight averaging deep-copies the model: the copy's prior must read the
     copy's encoder, not the original's (the VampPrior of every model that has one)."""
-    from tests.test_hvae import TINY as HVAE_TINY
-
     torch.manual_seed(0)
     model = dgm.create(name, **{**(TINY if name == "vae" else HVAE_TINY), "prior": "vampprior"})
     twin = copy.deepcopy(model)
@@ -132,14 +74,6 @@ def test_vampprior_follows_a_deep_copy(name):
             p.add_(0.5)
     assert torch.equal(model.prior.log_prob(z), before)
     assert not torch.allclose(twin.prior.log_prob(z), before)
-
-
-@pytest.mark.parametrize("prior", ["standard", "vampprior"])
-def test_device_clean(prior):
-    model = make(prior=prior, posterior="iaf")
-    x = digits_like(4)
-    offenders = exercise(model, x)
-    assert not offenders, f"CPU tensors made in forward: {offenders}"
 
 
 # -- backbones and the Gaussian likelihood --------------------------------------------------
@@ -321,10 +255,10 @@ def test_analytic_kl_equals_monte_carlo():
     model = make(backbone="mlp").double()
     assert model.analytic_kl
     x = digits_like(4)
-    d = model.draws(x, 20000)
+    d = model.draws(x, 4000)
     analytic = gaussian_kl(d.mu, d.log_std).sum(-1)
     mc_kl = d.log_q - d.log_p  # [S, B]
-    assert ((mc_kl.mean(0) - analytic).abs() < 4 * mc_kl.std(0) / math.sqrt(20000)).all()
+    assert ((mc_kl.mean(0) - analytic).abs() < 4 * mc_kl.std(0) / math.sqrt(4000)).all()
 
 
 def test_log_softplus_is_finite_far_out():

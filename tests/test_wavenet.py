@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import math
 
 import pytest
 import torch
@@ -69,32 +67,6 @@ def test_likelihood_sums_to_one_over_support(levels):
     assert model.log_prob(xs).exp().sum().item() == pytest.approx(1.0, abs=1e-9)
 
 
-def test_contract_shapes_loss_gradients(digits):
-    torch.manual_seed(0)
-    model = dgm.create("wavenet", shape=(1, 8, 8), levels=17, **TINY)
-    x = digits.train.x[:8]
-    lp = model.log_prob(x)
-    assert lp.shape == (8,) and torch.isfinite(lp).all() and (lp < 0).all()
-    loss = model.loss((x, digits.train.y[:8]))
-    assert loss.ndim == 0 and torch.isfinite(loss)
-    loss.backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
-    s = model.sample(5)
-    assert s.shape == (5, 1, 8, 8) and s.dtype == torch.float32
-    assert s.min() >= 0 and s.max() <= 16 and torch.equal(s, s.round())
-
-
-def test_save_load_gives_identical_log_prob(tmp_path, digits):
-    torch.manual_seed(0)
-    model = dgm.create("wavenet", shape=(1, 8, 8), levels=17, **TINY).eval()
-    model.save(tmp_path / "m")
-    loaded = dgm.load(tmp_path / "m")
-    x = digits.test.x[:16]
-    assert torch.equal(model.log_prob(x), loaded.log_prob(x))
-    assert loaded.config == model.config
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cfg", [{}, {"kernel_size": 3, "stacks": 2, "input": "scalar"}])
 def test_cached_steps_give_the_full_network_logits(dtype, cfg):
@@ -144,24 +116,6 @@ def test_rejects_continuous_data_and_bad_config():
         )
     with pytest.raises(ConfigError, match="max_dilation"):
         dgm.create("wavenet", shape=(4,), levels=3, max_dilation=0)
-
-
-def test_two_epoch_cli_run_on_digits(tmp_path, run_cli):
-    run = tmp_path / "wn"
-    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
-    code, _, err = run_cli(
-        "train", "wavenet", "--data", "digits", "--epochs", "2", "--out", run,
-        "--set", "sample_every=0", "--set", "num_samples=4", *sets,
-    )  # fmt: skip
-    assert code == 0, err
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
-    code, out, err = run_cli("eval", run, "--json")
-    assert code == 0, err
-    res = json.loads(out)
-    assert res["model"] == "wavenet" and res["n"] == 447 and math.isfinite(res["nll_nats"])
-    code, _, err = run_cli("sample", run, "-n", "4", "--out", tmp_path / "s.png")
-    assert code == 0 and (tmp_path / "s.png").is_file(), err
 
 
 def test_logistic_mixture_likelihood_normalised_and_cached_sampling():

@@ -6,7 +6,8 @@ declarations, ``isinstance(model, Autoencoder)``, never by probing for attribute
 model that declares a capability must implement it (the abstract methods say what), and one
 that does not declare it is never asked.
 
-- :class:`Autoencoder`: codes and back (``encode``, ``decode``, ``reconstruct``);
+- :class:`Autoencoder`: codes and back (``encode``, ``decode``, ``reconstruct``,
+  ``interpolate``);
 - :class:`EvidenceBound`: ``elbo``, the bound a latent-variable model trains on;
 - :class:`Classifier`: ``classify`` and ``predict``, for hybrids p(y, x) = p(y|x) p(x);
 - :class:`LabelConditional`: samples and scores given a class label, when configured so;
@@ -43,6 +44,12 @@ class Autoencoder(ABC):
     def reconstruct(self, x: Tensor) -> Tensor:
         """``decode(encode(x))``: ``[B, *event_shape]``."""
         return self.decode(self.encode(x))
+
+    @abstractmethod
+    def interpolate(self, x1: Tensor, x2: Tensor, steps: int = 8) -> Tensor:
+        """Decodes of ``steps`` points on the way between the codes of ``x1`` and ``x2``:
+        ``[steps, *event_shape]`` for single examples, ``[steps, B, *event_shape]`` for
+        batches."""
 
 
 class EvidenceBound(ABC):

@@ -1,0 +1,155 @@
+"""What several test files share: tiny configs for every registry entry and the variants the
+contract suite checks besides, data shaped like the digits, and where ../shared/data is.
+
+Test files import from here (and from ``device_guard`` and ``transform_checks``), never from
+each other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgm.models.latent.posteriors import POSTERIORS
+from dgm.models.latent.priors import PRIORS
+
+# small enough to train two epochs on digits in a second or two; a new registry entry without
+# one fails tests/test_contract.py::test_every_model_has_a_tiny_config
+TINY: dict[str, dict] = {
+    "arm": {"hidden": 16, "layers": 3, "kernel_size": 3},
+    "made": {"hidden": 16, "layers": 1},
+    "pixelcnn": {"hidden": 8, "layers": 1, "first_kernel": 3, "head": 8},
+    "gated-pixelcnn": {"hidden": 8, "layers": 2, "first_kernel": 3, "head": 8},
+    "gan": {"hidden": 16, "layers": 1, "channels": 8, "latent": 4},
+    "svae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4},
+    "transformer-arm": {"dim": 16, "layers": 1, "heads": 2},
+    "realnvp": {"hidden": 8, "blocks": 0, "dequant_hidden": 8, "dequant_layers": 1},
+    "glow": {"steps": 1, "hidden": 8, "dequant_hidden": 8, "dequant_layers": 1},
+    "maf": {"transforms": 2, "hidden": 16, "dequant_hidden": 8, "dequant_layers": 1},
+    "nsf": {"transforms": 1, "hidden": 16, "bins": 4, "dequant_hidden": 8, "dequant_layers": 1},
+    "flow": {
+        "transforms": "affine-coupling*2, actnorm, spline",
+        "hidden": 16,
+        "dequant_hidden": 8,
+        "dequant_layers": 1,
+    },
+    "hvae": {
+        "latent": 4,
+        "latent2": 4,
+        "hidden": 16,
+        "layers": 1,
+        "channels": 4,
+        "prior": "vampprior",
+    },
+    "hybrid-flow": {"hidden": 8, "blocks": 0, "head": "mlp", "head_hidden": 8},
+    "hybrid-vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "head_dropout": 0.1},
+    "vae": {"latent": 4, "hidden": 16, "layers": 1, "channels": 4, "prior": "vampprior"},
+    "vqvae": {
+        "num_codes": 8,
+        "code_dim": 4,
+        "hidden": 8,
+        "blocks": 1,
+        "prior_hidden": 8,
+        "prior_layers": 1,
+        "prior_kernel": 3,
+    },
+    "wavenet": {
+        "hidden": 8,
+        "skip_channels": 8,
+        "head_channels": 8,
+        "max_dilation": 4,
+        "stacks": 1,
+    },
+}
+
+# a small ARM: fast to train, big enough to learn something in two epochs
+TINY_ARM = {"hidden": 16, "layers": 3, "kernel_size": 3}
+TINY_TRAIN = [
+    "--set",
+    "hidden=16",
+    "--set",
+    "layers=3",
+    "--set",
+    "kernel_size=3",
+    "--set",
+    "sample_every=1",
+    "--set",
+    "num_samples=4",
+]
+
+# the latent families' own tiny configs (every prior, posterior and backbone must fit them)
+VAE_TINY = {
+    "latent": 3,
+    "hidden": 12,
+    "layers": 1,
+    "channels": 4,
+    "components": 3,
+    "flow_length": 2,
+    "prior_flow": 2,
+}
+# latent != latent2, so a mix-up of the two layers cannot pass
+HVAE_TINY = {
+    "latent": 3,
+    "latent2": 2,
+    "hidden": 12,
+    "layers": 1,
+    "channels": 4,
+    "components": 3,
+    "prior_flow": 2,
+}
+SVAE_TINY = {"latent": 4, "hidden": 12, "layers": 1, "channels": 4}
+SPHERICAL = ["vmf", "power-spherical"]
+
+
+def _variants() -> list[tuple[str, str, dict]]:
+    """``(id, model, config)`` the contract suite checks besides TINY: every VAE prior x
+    posterior (the two backbones alternating, so each meets every prior and posterior), every
+    HVAE prior on both backbones, both SVAE posteriors on both backbones, a conditional gated
+    PixelCNN and GAN, and the autoregressive models' other likelihoods and encodings."""
+    out = []
+    for i, (p, q) in enumerate((p, q) for p in PRIORS for q in POSTERIORS):
+        cfg = {**VAE_TINY, "prior": p, "posterior": q, "backbone": "conv" if i % 2 else "mlp"}
+        out.append((f"vae-{p}-{q}", "vae", cfg))
+    for p in PRIORS:
+        for b in ("mlp", "conv"):
+            out.append((f"hvae-{p}-{b}", "hvae", {**HVAE_TINY, "prior": p, "backbone": b}))
+    for d in SPHERICAL:
+        for b in ("mlp", "conv"):
+            out.append((f"svae-{d}-{b}", "svae", {**SVAE_TINY, "distribution": d, "backbone": b}))
+    gated = TINY["gated-pixelcnn"]
+    out += [
+        ("gated-pixelcnn-conditional", "gated-pixelcnn", {**gated, "conditional": True}),
+        ("gated-pixelcnn-noskip", "gated-pixelcnn", {**gated, "skip": False, "input": "onehot"}),
+        ("gan-conditional", "gan", {**TINY["gan"], "conditional": True}),
+        ("gan-wgan-gp-mlp", "gan", {**TINY["gan"], "objective": "wgan-gp", "backbone": "mlp"}),
+        ("arm-scalar", "arm", {**TINY["arm"], "input": "scalar"}),
+        ("vqvae-no-ema", "vqvae", {**TINY["vqvae"], "ema": False}),
+        ("hybrid-flow-linear", "hybrid-flow", {**TINY["hybrid-flow"], "head": "linear"}),
+    ]
+    for name in ("arm", "wavenet", "made", "pixelcnn"):
+        out.append((f"{name}-logistic", name, {**TINY[name], "likelihood": "logistic-mixture"}))
+    masks = {"input": "onehot", "order": "random", "num_masks": 3, "ensemble": 2}
+    out.append(("made-masks", "made", {**TINY["made"], **masks, "direct": True, "mask_bias": True}))
+    return out
+
+
+VARIANTS = _variants()
+
+
+def digits_like(n: int, seed: int = 0) -> torch.Tensor:
+    """``[n, 1, 8, 8]`` levels 0..16 (as float), like the digits dataset."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 17, (n, 1, 8, 8), generator=g).float()
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under the shared data folder (``$DGM_DATA``, else ../shared/data next to the
+    project); the calling test is skipped, with the reason, when it is absent."""
+    root = Path(os.environ.get("DGM_DATA") or Path(__file__).resolve().parents[2] / "shared/data")
+    path = root.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data folder, absent here)")
+    return path
