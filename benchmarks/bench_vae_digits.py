@@ -23,16 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-PRIORS = ["standard", "mog", "vampprior", "flow"]
-POSTERIORS = [
-    "gaussian",
-    "planar",
-    "householder",
-    "sylvester-orthogonal",
-    "sylvester-householder",
-    "sylvester-triangular",
-    "iaf",
-]
+from dgm.models.latent.posteriors import POSTERIORS
+from dgm.models.latent.priors import PRIORS
 
 
 def run_pair(prior: str, posterior: str, args: argparse.Namespace) -> dict:

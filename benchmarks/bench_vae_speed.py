@@ -6,10 +6,11 @@ binarised MNIST ``[100, 1, 28, 28]`` with a Bernoulli likelihood:
    (50,000 images / batch size steps), for a plain VAE (Kingma & Welling 2014, standard
    normal prior, diagonal Gaussian posterior) and a VampPrior VAE (Tomczak & Welling 2018,
    "VAE with a VampPrior"; pythae's ``VAMP``);
-2. whole epochs through each library's own trainer (``--epochs N``): ``dgm.train`` (Lightning,
-   data held as one tensor, batches by index, validation every epoch, EMA of the weights,
-   checkpoints) against pythae's ``TrainingPipeline`` (a per-item DataLoader, validation every
-   epoch, a copy of the best model), both on all 50,000 training and 10,000 validation images;
+2. whole epochs through each library's own trainer (``--epochs N``): ``dgm.pipeline.train``
+   (Lightning, data held as one tensor, batches by index, validation every epoch, EMA of the
+   weights, checkpoints) against pythae's ``TrainingPipeline`` (a per-item DataLoader,
+   validation every epoch, a copy of the best model), both on all 50,000 training and 10,000
+   validation images;
    the median seconds per epoch after the first (train + validation) is reported;
 3. the importance-sampled NLL (Burda et al. 2016) with K = 5000 samples: dgm's
    ``evaluate_nll`` (what ``dgm eval`` runs) and pythae's ``get_nll``, timed on a subset of the

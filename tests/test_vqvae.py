@@ -17,17 +17,10 @@ from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.models.latent.vq import VectorQuantizer, auto_downsample
 from dgm.models.latent.vqvae import NOTE, VQVAE
+from tests.helpers import TINY as HELPER_TINY
 
 F64 = torch.float64
-TINY = {
-    "num_codes": 8,
-    "code_dim": 4,
-    "hidden": 8,
-    "blocks": 1,
-    "prior_hidden": 8,
-    "prior_layers": 1,
-    "prior_kernel": 3,
-}
+TINY = HELPER_TINY["vqvae"]
 
 
 def make(**kw) -> VQVAE:

@@ -40,7 +40,7 @@ def register(name: str, family: str, description: str) -> Callable[[type], type]
         if name in MODELS and MODELS[name].cls is not cls:
             raise RuntimeError(f"model name {name!r} registered twice")
         cls.name = name
-        MODELS[name] = Entry(name, cls, family, description)
+        MODELS[name] = Entry(name, cls, family, description=description)
         return cls
 
     return wrap

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     k = quick_num_samples(args, model)
     torch.manual_seed(args.seed)
     if args.log_px_threshold is not None:
-        thr = Thresholds(args.log_px_threshold, args.min_p_label, float("nan"), 0)
+        thr = Thresholds(args.log_px_threshold, args.min_p_label, keep=float("nan"), num_val=0)
     else:
         val = common.split_inputs(loaded.dataset(None, args.data_dir), "val")
         val_lp, _ = score(model, val, args.batch_size, k)

@@ -136,7 +136,7 @@ def _load_digits(root: Path) -> Dataset:
     spec = DataSpec("digits", (1, 8, 8), levels=17, low=0.0, high=16.0, num_classes=10)
     parts = slice(0, 1000), slice(1000, 1350), slice(1350, None)
     train, val, test = (_split(x, y, p) for p in parts)
-    return Dataset(spec, train, val, test, source="sklearn.datasets.load_digits")
+    return Dataset(spec, train, val, test=test, source="sklearn.datasets.load_digits")
 
 
 def _read_mnist_files(root: Path, dataset: str, folder: str) -> dict[str, np.ndarray]:
@@ -172,7 +172,7 @@ def _load_mnist(root: Path, name: str = "mnist", folder: str = "mnist") -> Datas
     train = _split(xtr, f["ytrain"], slice(0, cut))
     val = _split(xtr, f["ytrain"], slice(cut, None))
     test = _split(xte, f["ytest"], slice(None))
-    return Dataset(spec, train, val, test, source=str(root / folder))
+    return Dataset(spec, train, val, test=test, source=str(root / folder))
 
 
 def _load_binarized_mnist(root: Path) -> Dataset:
@@ -197,7 +197,7 @@ def _load_binarized_mnist(root: Path) -> Dataset:
         f"val and test are binarized once with torch seeds {BINARIZE_SEEDS['val']} and "
         f"{BINARIZE_SEEDS['test']}; train is resampled at every use"
     )
-    return Dataset(spec, train, val, test, source=base.source, notes=[note])
+    return Dataset(spec, train, val, test=test, source=base.source, notes=[note])
 
 
 def _load_static_mnist(root: Path) -> Dataset:
@@ -296,7 +296,7 @@ def _load_omniglot(root: Path) -> Dataset:
         spec,
         examples(background[:cut], 0),
         examples(background[cut:], cut),
-        examples(evaluation, 0),
+        test=examples(evaluation, 0),
         source=str(root / "omniglot"),
         notes=[note],
     )
@@ -421,7 +421,7 @@ def _user_dataset(
         num_classes = max(int(y.max()) + 1 for y in labels if y.size)
     shape = tuple(int(s) for s in next(iter(shapes.values())))
     name = str(path.resolve())
-    spec = DataSpec(name, shape, levels, low, high, num_classes=num_classes)
+    spec = DataSpec(name, shape, levels, low=low, high=high, num_classes=num_classes)
 
     if "all" in parts:
         x, y = parts["all"]

@@ -461,4 +461,4 @@ def read_image_folder(path: str | Path) -> ImageFolder:
     else:
         x = np.stack(images)[:, None]
     y = np.asarray(labels, dtype=np.int64) if subdirs else None
-    return ImageFolder(np.ascontiguousarray(x), y, classes, notes)
+    return ImageFolder(np.ascontiguousarray(x), y, classes, notes=notes)

@@ -114,4 +114,6 @@ def load_toy(name: str) -> Dataset:
         high=float(x_all.max()),
         num_classes=int(torch.cat(labels).max()) + 1 if labels else None,
     )
-    return Dataset(spec, splits["train"], splits["val"], splits["test"], source=f"synthetic:{name}")
+    return Dataset(
+        spec, splits["train"], splits["val"], test=splits["test"], source=f"synthetic:{name}"
+    )

@@ -54,7 +54,7 @@ def calibrate(val_log_px: Tensor, keep: float = 0.95, min_p_label: float = 0.5) 
     # the k-th smallest value with k = floor((1 - keep) n): at least `keep` of them are >= it
     k = math.floor((1.0 - keep) * lp.numel() + 1e-9)  # + 1e-9: 1 - 0.9 is 0.0999...
     threshold = float(torch.sort(lp).values[min(k, lp.numel() - 1)])
-    return Thresholds(threshold, min_p_label, keep, int(lp.numel()))
+    return Thresholds(threshold, min_p_label, keep, num_val=int(lp.numel()))
 
 
 def decide(

@@ -94,14 +94,29 @@ def square_masked_conv(
 ) -> MaskedConv2d:
     """The PixelCNN's ``k x k`` masked convolution (the all-zero rows below the centre cut)."""
     r = kernel_size // 2
-    return MaskedConv2d(in_channels, out_channels, (r + 1, kernel_size), (r, r), mask_type, colours)
+    return MaskedConv2d(
+        in_channels,
+        out_channels,
+        (r + 1, kernel_size),
+        centre=(r, r),
+        mask_type=mask_type,
+        colours=colours,
+    )
 
 
 def pointwise(
     in_channels: int, out_channels: int, colours: int = 1, out_groups: Tensor | None = None
 ) -> MaskedConv2d:
     """A 1x1 convolution with mask B: colour c sees colours <= c of the same pixel."""
-    return MaskedConv2d(in_channels, out_channels, (1, 1), (0, 0), "B", colours, out_groups)
+    return MaskedConv2d(
+        in_channels,
+        out_channels,
+        (1, 1),
+        centre=(0, 0),
+        mask_type="B",
+        colours=colours,
+        out_groups=out_groups,
+    )
 
 
 # -- PixelCNN ---------------------------------------------------------------------------------
@@ -148,7 +163,7 @@ class PixelCNNNet(nn.Module):
         super().__init__()
         self.first = square_masked_conv(in_channels, hidden, first_kernel, "A", colours)
         self.blocks = nn.ModuleList(
-            ResidualBlock(hidden, kernel_size, colours, dropout) for _ in range(blocks)
+            ResidualBlock(hidden, kernel_size, colours, dropout=dropout) for _ in range(blocks)
         )
         self.head = nn.Sequential(
             nn.ReLU(),
@@ -227,9 +242,9 @@ class GatedLayer(nn.Module):
             in_channels,
             2 * hidden,
             (1, r + 1),
-            (0, r),
-            "A" if first else "B",
-            colours,
+            centre=(0, r),
+            mask_type="A" if first else "B",
+            colours=colours,
             out_groups=gated_groups,
         )
         self.link = nn.Conv2d(2 * hidden, 2 * hidden, 1)
@@ -287,7 +302,15 @@ class GatedPixelCNNNet(nn.Module):
         def layer(c_in: int, k: int, i: int) -> GatedLayer:
             last = i == layers
             return GatedLayer(
-                c_in, hidden, k, i == 0, colours, skip, num_classes, dropout, not (skip and last)
+                c_in,
+                hidden,
+                k,
+                first=i == 0,
+                colours=colours,
+                skip=skip,
+                num_classes=num_classes,
+                dropout=dropout,
+                h_output=not (skip and last),
             )
 
         self.layers = nn.ModuleList(

@@ -137,7 +137,7 @@ def fit(
             EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_finite=True)
         )
     callbacks += [
-        SampleGrid(run, dataset.spec, cfg.sample_every, cfg.num_samples),
+        SampleGrid(run, dataset.spec, cfg.sample_every, n=cfg.num_samples),
         LastCheckpoint(run),
     ]
     callbacks.append(TQDMProgressBar(leave=False) if on_terminal else PlainProgress(show))

@@ -183,7 +183,7 @@ class MaskedAutoregressive(FlowLayer):
             dim,
             1,
             self.num_params,
-            hidden,
+            hidden_sizes=hidden,
             order=order,
             seed=seed,
             act=activation,

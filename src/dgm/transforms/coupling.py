@@ -204,10 +204,23 @@ class Coupling(FlowLayer):
         self.out_shape = (n_params, n_out, *part)  # [P, part...]
         if image:
             self.net: nn.Module = ConvConditioner(
-                n_in, n_params * n_out, hidden, blocks, context_dim, act, dropout
+                n_in,
+                n_params * n_out,
+                hidden,
+                blocks=blocks,
+                context_channels=context_dim,
+                act=act,
+                dropout=dropout,
             )
         else:
-            self.net = MLP(n_in, n_params * n_out, [hidden] * layers, context_dim, act, dropout)
+            self.net = MLP(
+                n_in,
+                n_params * n_out,
+                [hidden] * layers,
+                context_dim=context_dim,
+                act=act,
+                dropout=dropout,
+            )
 
     def forward(self, context: Tensor | None = None) -> CouplingTransform:
         def conditioner(kept: Tensor) -> Tensor:
@@ -217,9 +230,9 @@ class Coupling(FlowLayer):
             conditioner,
             self.mask,
             self.kind,
-            self.split,
-            self.keep_last,
-            self.bins,
-            self.bound,
-            self.packed,
+            split=self.split,
+            keep_last=self.keep_last,
+            bins=self.bins,
+            bound=self.bound,
+            packed=self.packed,
         )

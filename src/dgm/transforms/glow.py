@@ -113,7 +113,7 @@ class ActNorm(FlowLayer):
 
     def forward(self, context: Tensor | None = None) -> ActNormTransform:
         init = self._initialize if self.training and not self._known_initialized else None
-        return ActNormTransform(self.loc, self.log_scale, self.event_dim, init)
+        return ActNormTransform(self.loc, self.log_scale, self.event_dim, initialize=init)
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
@@ -253,7 +253,7 @@ class InvertibleConv1x1(FlowLayer):
         if not self.lu:
             return Conv1x1Transform(self.weight, event_dim=self.event_dim)
         return Conv1x1Transform(
-            self.weight_matrix(), self.log_s.sum(), self._inverse_matrix, self.event_dim
+            self.weight_matrix(), self.log_s.sum(), self._inverse_matrix, event_dim=self.event_dim
         )
 
     def extra_repr(self) -> str:

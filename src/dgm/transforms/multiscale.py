@@ -114,7 +114,7 @@ class MultiScale(FlowLayer):
             self.shape,
             self.pre(context) if self.pre is not None else None,
             self.squeeze,
-            self.post(context) if self.post is not None else None,
-            self.split,
-            self.inner(context) if self.inner is not None else None,
+            post=self.post(context) if self.post is not None else None,
+            split=self.split,
+            inner=self.inner(context) if self.inner is not None else None,
         )

@@ -152,7 +152,7 @@ class _SylvesterLayer(FlowLayer):
                 )
             r, r_tilde, b, q_params = self.net(context).split(self._sizes, dim=-1)
         q = self._build_q(q_params)
-        return SylvesterTransform(q, self._triangle(r), self._triangle(r_tilde), b)
+        return SylvesterTransform(q, self._triangle(r), self._triangle(r_tilde), b=b)
 
 
 class SylvesterOrthogonal(_SylvesterLayer):

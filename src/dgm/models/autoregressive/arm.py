@@ -27,7 +27,7 @@ class CausalBlock(nn.Module):
 
     def __init__(self, c: ARMConfig, dilation: int) -> None:
         super().__init__()
-        self.conv = CausalConv1d(c.hidden, c.hidden, c.kernel_size, dilation)
+        self.conv = CausalConv1d(c.hidden, c.hidden, c.kernel_size, dilation=dilation)
         self.act = activation(c.activation)
         self.drop = nn.Dropout(c.dropout) if c.dropout > 0 else nn.Identity()
         self.residual = c.residual

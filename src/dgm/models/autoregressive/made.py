@@ -80,7 +80,7 @@ class MADE(AutoregressiveModel, Scheduled):
             self.dim,
             c.levels if c.input == "onehot" else 1,
             self.likelihood.params_per_dim,
-            [c.hidden] * c.layers,
+            hidden_sizes=[c.hidden] * c.layers,
             num_masks=c.num_masks,
             order=c.order,
             seed=c.mask_seed,

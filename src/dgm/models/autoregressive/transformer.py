@@ -126,7 +126,7 @@ class CausalTransformer(nn.Module):
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(layers)
+            TransformerBlock(dim, heads, mlp_ratio, dropout=dropout) for _ in range(layers)
         )
         # PyTorch's default Linear init (std ~ 1/sqrt(3 fan_in)), not GPT-2's fixed N(0, 0.02):
         # at the small widths used here 0.02 leaves attention near uniform and learning slow

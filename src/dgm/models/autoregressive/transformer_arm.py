@@ -64,7 +64,9 @@ class TransformerARM(AutoregressiveModel):
         self.start = nn.Parameter(torch.zeros(c.dim))  # the token before x_0
         self.position = nn.Parameter(torch.zeros(self.dim, c.dim))  # [D, C]
         self.drop = nn.Dropout(c.dropout)
-        self.body = CausalTransformer(c.dim, c.layers, c.heads, c.mlp_ratio, c.dropout)
+        self.body = CausalTransformer(
+            c.dim, c.layers, c.heads, mlp_ratio=c.mlp_ratio, dropout=c.dropout
+        )
         self.head = nn.Linear(c.dim, self.likelihood.params_per_dim)
         for p in (self.token.weight, self.start, self.position):
             nn.init.normal_(p, std=0.02)  # small next to the LayerNorm scale, as in GPT-2

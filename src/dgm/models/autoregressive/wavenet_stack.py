@@ -84,7 +84,7 @@ class GatedResidualBlock(nn.Module):
         self, channels: int, skip_channels: int, kernel_size: int, dilation: int, residual: bool
     ) -> None:
         super().__init__()
-        self.conv = CausalConv1d(channels, 2 * channels, kernel_size, dilation)
+        self.conv = CausalConv1d(channels, 2 * channels, kernel_size, dilation=dilation)
         self.skip = nn.Conv1d(channels, skip_channels, 1)
         self.res = nn.Conv1d(channels, channels, 1) if residual else None
 
@@ -113,7 +113,7 @@ class WaveNet(nn.Module):
         dils = dilations(c.max_dilation, c.stacks)
         self.blocks = nn.ModuleList(
             GatedResidualBlock(
-                c.hidden, c.skip_channels, c.kernel_size, d, residual=i < len(dils) - 1
+                c.hidden, c.skip_channels, c.kernel_size, dilation=d, residual=i < len(dils) - 1
             )
             for i, d in enumerate(dils)
         )
@@ -140,7 +140,7 @@ class WaveNet(nn.Module):
     def start(self, batch: int, dtype: torch.dtype, device: torch.device) -> list[Queue]:
         """Empty queues, one per causal conv (the input layer's first)."""
         convs = [self.first] + [b.conv for b in self.blocks]  # type: ignore[union-attr]
-        return [Queue(c, batch, dtype, device) for c in convs]
+        return [Queue(c, batch, dtype, device=device) for c in convs]
 
     def step(self, x_prev: Tensor, queues: list[Queue]) -> Tensor:
         """Output at step ``t`` from the input at ``t - 1``: ``[B, C_in] -> [B, C_out]``.

@@ -80,7 +80,9 @@ class FlowModel(GenerativeModel):
         self.dequantizer: nn.Module | None = None
         if c.levels is not None:
             self.dequantizer = (
-                VariationalDequantizer(self.in_shape, c.levels, c.dequant_hidden, c.dequant_layers)
+                VariationalDequantizer(
+                    self.in_shape, c.levels, c.dequant_hidden, layers=c.dequant_layers
+                )
                 if c.dequantization == "variational"
                 else UniformDequantizer()
             )

@@ -296,13 +296,23 @@ def make_gan_nets(c: GANConfig) -> tuple[nn.Module, nn.Module]:
     if backbone == "conv":
         return (
             DCGANGenerator(c.latent, shape, c.channels, num_classes=k),
-            DCGANDiscriminator(d_shape, c.channels, c.spectral_norm, k, c.dropout),
+            DCGANDiscriminator(
+                d_shape, c.channels, c.spectral_norm, num_classes=k, dropout=c.dropout
+            ),
         )
     if backbone == "mlp":
         return (
-            MLPGenerator(c.latent, shape, c.hidden, c.layers, c.activation, num_classes=k),
+            MLPGenerator(
+                c.latent, shape, c.hidden, layers=c.layers, activation=c.activation, num_classes=k
+            ),
             MLPDiscriminator(
-                d_shape, c.hidden, c.layers, "leaky_relu", c.spectral_norm, k, c.dropout
+                d_shape,
+                c.hidden,
+                c.layers,
+                activation="leaky_relu",
+                spectral_norm=c.spectral_norm,
+                num_classes=k,
+                dropout=c.dropout,
             ),
         )
     raise ConfigError(f"unknown gan backbone {backbone!r}: choose auto, mlp or conv")

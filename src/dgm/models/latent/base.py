@@ -156,7 +156,7 @@ def make_backbone(
     decoder maps codes ``[B, code_dim]`` to ``params_per_dim`` parameters per dimension."""
     if c.backbone == "conv" or (c.backbone == "auto" and len(c.shape) == 3):
         return ConvEncoder(c), ConvDecoder(c, code_dim, params_per_dim)
-    encoder = MLPEncoder(c.shape, c.hidden, c.layers, c.activation, c.dropout)
+    encoder = MLPEncoder(c.shape, c.hidden, c.layers, act=c.activation, dropout=c.dropout)
     return encoder, MLPDecoder(c, code_dim, params_per_dim)
 
 
@@ -171,7 +171,7 @@ def make_prior(c: PriorConfig, dim: int, q0: Callable[[Tensor], tuple[Tensor, Te
     if c.prior == "vampprior":
         return VampPrior(c.shape, c.components, q0, bounded=c.levels is not None)
     if c.prior == "flow":
-        return FlowPrior(dim, c.prior_flow, c.prior_hidden, c.activation)
+        return FlowPrior(dim, c.prior_flow, c.prior_hidden, activation=c.activation)
     raise ConfigError(  # pragma: no cover - the Literal guards it
         f"unknown prior {c.prior!r}; use one of {', '.join(PRIORS)}"
     )

@@ -127,9 +127,13 @@ class HVAE(LatentModel):
         # q(z2 | x): a Gaussian head on the encoder's features
         self.q2 = GaussianPosterior(h_dim, c.latent2)
         # q(z1 | x, z2) and p(z1 | z2): MLPs (the identity when layers = 0) then Gaussian heads
-        self.q1_net = MLPEncoder((h_dim + c.latent2,), c.hidden, c.layers, c.activation, c.dropout)
+        self.q1_net = MLPEncoder(
+            (h_dim + c.latent2,), c.hidden, c.layers, act=c.activation, dropout=c.dropout
+        )
         self.q1 = GaussianPosterior(self.q1_net.out_dim, c.latent)
-        self.p1_net = MLPEncoder((c.latent2,), c.hidden, c.layers, c.activation, c.dropout)
+        self.p1_net = MLPEncoder(
+            (c.latent2,), c.hidden, c.layers, act=c.activation, dropout=c.dropout
+        )
         self.p1 = GaussianPosterior(self.p1_net.out_dim, c.latent)
         # a VampPrior mixes the top layer's posteriors at its pseudo-inputs, as in the paper
         self.prior: Prior = make_prior(c, c.latent2, self._q2)
@@ -189,7 +193,9 @@ class HVAE(LatentModel):
             )
 
         recon, log_p2, log_q2, log_p1, log_q1, kl1 = self.draw_terms(x, num_samples, chunk, draw)
-        return Draws(recon, log_p2, log_q2, log_p1, log_q1, kl1, mu2, log_std2)
+        return Draws(
+            recon, log_p2, log_q2, log_p1=log_p1, log_q1=log_q1, kl1=kl1, mu2=mu2, log_std2=log_std2
+        )
 
     def log_weights(self, d: Draws) -> Tensor:
         """log p(x, z1, z2) - log q(z1, z2 | x): ``[S, B]``."""

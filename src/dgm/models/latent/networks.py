@@ -128,9 +128,12 @@ class ConvDecoder(nn.Module):
         out = params_per_dim * c
         layers: list[nn.Module] = []
         for i in reversed(range(1, n)):
-            layers += [nn.ConvTranspose2d(chans[i], chans[i - 1], 4, 2, padding=1), activation(act)]
+            layers += [
+                nn.ConvTranspose2d(chans[i], chans[i - 1], 4, stride=2, padding=1),
+                activation(act),
+            ]
         layers.append(
-            nn.ConvTranspose2d(chans[0], out, 4, 2, padding=1)
+            nn.ConvTranspose2d(chans[0], out, 4, stride=2, padding=1)
             if n > 0
             else nn.Conv2d(channels, out, 3, padding=1)
         )

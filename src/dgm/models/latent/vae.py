@@ -156,7 +156,7 @@ class VAE(LatentModel):
             return score(z), self.prior.log_prob(z), lq
 
         recon, log_p, log_q = self.draw_terms(x, num_samples, chunk, draw)
-        return Draws(recon, log_p, log_q, mu, log_std)
+        return Draws(recon, log_p, log_q, mu=mu, log_std=log_std)
 
     def log_weights(self, d: Draws) -> Tensor:
         """log p(x|z) + log p(z) - log q(z|x): ``[S, B]``."""

@@ -178,7 +178,7 @@ class VectorQuantizer(nn.Module):
         z_q = z_e + (e - z_e).detach()  # straight-through: forward e, backward identity
         if self.training:
             self.update_stats(z_e, codes)
-        return Quantized(z_q, codes, loss, self.perplexity(codes))
+        return Quantized(z_q, codes, loss, perplexity=self.perplexity(codes))
 
     def perplexity(self, codes: Tensor) -> Tensor:
         """exp(entropy) of the code frequencies in ``codes``: 1 (one code) .. num_codes."""

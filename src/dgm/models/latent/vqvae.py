@@ -115,11 +115,20 @@ class VQVAE(GenerativeModel, Autoencoder):
         self.code_shape = (height // 2**n, width // 2**n)
         self.likelihood = make_likelihood(c.likelihood, c.levels, c.mixtures)
         p = self.likelihood.params_per_dim
-        self.encoder = VQEncoder(c.shape, c.hidden, c.code_dim, n, c.blocks, c.activation)
-        self.quantizer = VectorQuantizer(
-            c.num_codes, c.code_dim, c.commitment, c.ema, c.decay, c.dead_threshold
+        self.encoder = VQEncoder(
+            c.shape, c.hidden, c.code_dim, n=n, blocks=c.blocks, act=c.activation
         )
-        self.decoder = VQDecoder(c.code_dim, c.shape, p, c.hidden, n, c.blocks, c.activation)
+        self.quantizer = VectorQuantizer(
+            c.num_codes,
+            c.code_dim,
+            c.commitment,
+            ema=c.ema,
+            decay=c.decay,
+            dead_threshold=c.dead_threshold,
+        )
+        self.decoder = VQDecoder(
+            c.code_dim, c.shape, p, hidden=c.hidden, n=n, blocks=c.blocks, act=c.activation
+        )
         self.prior = GatedPixelCNNNet(
             c.num_codes,
             c.prior_hidden,
