@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel
+from dgm.models.base import GenerativeModel, check_num_samples
 from dgm.models.capabilities import EvidenceBound
 
 # K where a command scores many inputs one by one (dgm ood, dgm detect): K = 5000 per input,
@@ -43,8 +43,7 @@ def num_samples_for(
     k = requested
     if k is None:
         k = model.default_eval_samples if cap is None else min(model.default_eval_samples, cap)
-    if k < 1:
-        raise ConfigError(f"the importance samples (--num-samples) must be >= 1, got {k}")
+    check_num_samples(k)
     return int(k)
 
 

@@ -41,6 +41,12 @@ class DiscreteConfig:
         check_discrete_config(self)
 
 
+def check_num_samples(k: int) -> None:
+    """The one check of K, the importance samples of an estimated log p(x)."""
+    if k < 1:
+        raise ConfigError(f"num_samples (--num-samples) must be >= 1, got {k}")
+
+
 def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
     """A batch is ``x`` or ``(x, y)``; return ``(x, y)`` with ``y`` possibly None."""
     if isinstance(batch, Tensor):

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from dgm.config import opt
 from dgm.distributions.normal import StandardNormal
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel
+from dgm.models.base import GenerativeModel, check_num_samples
 from dgm.transforms import Flow, FlowLayer
 from dgm.transforms.coupling import Coupling
 from dgm.transforms.dequantization import (
@@ -141,8 +141,7 @@ class FlowModel(GenerativeModel):
         x = x.reshape(b, *self.in_shape).to(self._dtype)
         if self.dequantizer is None:
             return self.flow.log_prob(x)
-        if num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        check_num_samples(num_samples)
         per = max(1, chunk // max(b, 1))  # draws per pass, so a pass holds <= chunk examples
         parts = []
         for start in range(0, num_samples, per):

@@ -34,7 +34,7 @@ from dgm.distributions.base import (
 )
 from dgm.distributions.gaussian import Gaussian
 from dgm.errors import ConfigError
-from dgm.models.base import Batch, GenerativeModel, unpack
+from dgm.models.base import Batch, GenerativeModel, check_num_samples, unpack
 from dgm.models.capabilities import Autoencoder, EvidenceBound, Scheduled
 from dgm.models.latent.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from dgm.models.latent.priors import (
@@ -296,8 +296,7 @@ class LatentModel(GenerativeModel, Autoencoder, EvidenceBound, Scheduled):
         a ``draw`` that makes its noise sample by sample, in order, gives the same numbers
         under the same seed whatever the chunk size.
         """
-        if num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        check_num_samples(num_samples)
         b = x.shape[0]
         per = self.samples_per_pass(b, chunk)
         passes: list[list[Tensor]] = []

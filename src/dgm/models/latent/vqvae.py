@@ -38,7 +38,7 @@ from dgm.distributions.base import (
 )
 from dgm.distributions.categorical import Categorical
 from dgm.errors import ConfigError, DataError
-from dgm.models.base import Batch, DiscreteConfig, GenerativeModel, unpack
+from dgm.models.base import Batch, DiscreteConfig, GenerativeModel, check_num_samples, unpack
 from dgm.models.capabilities import Autoencoder
 from dgm.models.latent.vq import VectorQuantizer, VQDecoder, VQEncoder, auto_downsample
 from dgm.nn.activations import Activation
@@ -177,8 +177,7 @@ class VQVAE(GenerativeModel, Autoencoder):
     def log_prob(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """log p(codes(x)) + log p(x | codes(x)), ``[B]`` nats: a lower bound on log p(x)
         (one term of sum_c p(c) p(x|c)); deterministic, so ``num_samples`` is unused."""
-        if num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        check_num_samples(num_samples)
         codes = self.encode(x)
         return self._recon(codes, x) + self.log_prior(codes)
 
