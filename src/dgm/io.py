@@ -95,10 +95,16 @@ def save_model(
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_save(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"model": model.name}))
+    write_model_config(model, folder, extra)
+
+
+def write_model_config(
+    model: GenerativeModel, folder: str | Path, extra: dict[str, Any] | None = None
+) -> None:
+    """``config.json`` in ``folder``: the model's name, the format version, its config and
+    ``extra`` entries (a run's data and training settings)."""
     cfg = {"model": model.name, "format": FORMAT_VERSION, "config": model.config_dict()}
-    if extra:
-        cfg.update(extra)
-    write_json(folder / CONFIG, cfg)
+    write_json(Path(folder) / CONFIG, {**cfg, **(extra or {})})
 
 
 def load_weights(file: str | Path) -> dict[str, Any]:

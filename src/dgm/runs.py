@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgm.errors import ConfigError
-from dgm.io import CONFIG, FORMAT_VERSION, WEIGHTS, atomic_write, read_config, write_json
+from dgm.io import (
+    CONFIG,
+    WEIGHTS,
+    atomic_write,
+    read_config,
+    write_json,
+    write_model_config,
+)
 
 if TYPE_CHECKING:
     from dgm.models.base import GenerativeModel
@@ -59,7 +66,6 @@ class RunFolder(os.PathLike):
     """A run folder at ``path`` (which need not exist yet)."""
 
     LAST = LAST
-    FORMAT = FORMAT_VERSION
     # what a new run replaces when asked to overwrite a folder (nothing else is touched)
     TRAINING_FILES = (CONFIG, WEIGHTS, LAST, METRICS, SAMPLES, LOSS, DENSITY, RESULTS, SUMMARY)
 
@@ -113,10 +119,7 @@ class RunFolder(os.PathLike):
 
     def write_config(self, model: GenerativeModel, meta: dict[str, Any]) -> None:
         """config.json: the model's name and config, and ``meta`` (data, training settings)."""
-        write_json(
-            self.config_file,
-            {"model": model.name, "format": self.FORMAT, "config": model.config_dict(), **meta},
-        )
+        write_model_config(model, self.path, meta)
 
     def save_model(self, model: GenerativeModel, meta: dict[str, Any]) -> None:
         """The weights to keep, with config.json (``meta`` as :meth:`write_config`)."""
@@ -126,10 +129,6 @@ class RunFolder(os.PathLike):
     def read_config(self) -> dict[str, Any]:
         """config.json, with a clear error when the folder is no run."""
         return read_config(self.path)
-
-    def data_meta(self) -> dict[str, Any]:
-        """What the run was trained on: ``{"name", "data_dir", "spec"}`` (as far as known)."""
-        return dict(self.read_config().get("data") or {})
 
     def has_weights(self) -> bool:
         return self.weights_file.is_file()
@@ -164,10 +163,6 @@ class RunFolder(os.PathLike):
     # -- the end of a run --------------------------------------------------------------------------
     def write_results(self, results: dict[str, Any]) -> None:
         write_json(self.path / RESULTS, results)
-
-    def read_results(self) -> dict[str, Any]:
-        file = self.path / RESULTS
-        return json.loads(file.read_text()) if file.is_file() else {}
 
     def write_summary(self, text: str) -> None:
         with atomic_write(self.summary_file) as f:
