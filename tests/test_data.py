@@ -18,10 +18,12 @@ from dgm.data import (
     Dataset,
     check_values,
     data_root,
+    data_roots,
     formats,
     list_datasets,
     load_dataset,
 )
+from dgm.data.datasets import FOLDERS
 from dgm.data.toy import SAMPLERS
 from dgm.errors import DataError
 from tests.helpers import shared_data
@@ -469,6 +471,7 @@ def test_digits_split_exact():
 
 @pytest.mark.parametrize("name", [n for n in DATASETS if n != "digits" and n not in SAMPLERS])
 def test_named_dataset_missing_files(tmp_path, name):
+    (tmp_path / FOLDERS[name]).mkdir()  # the dataset's folder is there, its files are not
     with pytest.raises(DataError, match="--data-dir") as e:
         load_dataset(name, data_dir=tmp_path)
     msg = str(e.value)
@@ -477,10 +480,15 @@ def test_named_dataset_missing_files(tmp_path, name):
 
 def test_data_root_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("DGM_DATA", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    assert data_root(tmp_path / "given") == tmp_path / "env"  # the first that exists
+    (tmp_path / "given").mkdir()
     assert data_root(tmp_path / "given") == tmp_path / "given"
-    assert data_root() == tmp_path / "env"
+    roots = data_roots(tmp_path / "given")
+    assert [why for why, _ in roots[:2]] == ["--data-dir", "$DGM_DATA"]
+    assert roots[-1][0] == "user data folder"
     monkeypatch.delenv("DGM_DATA")
-    assert data_root().name == "data"
+    assert data_root() != tmp_path / "env"
 
 
 def test_list_datasets():
@@ -583,3 +591,47 @@ def test_real_mnist_test_labels():
     mnist = shared_data("mnist")  # skips, saying why, on a machine without the shared data
     y = formats.read_idx(mnist / "t10k-labels-idx1-ubyte.gz")
     assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))
+
+
+# --------------------------------------------------------------------------- where data is found
+
+
+def test_dgm_data_is_honoured(tmp_path, monkeypatch):
+    write_fake_mnist(tmp_path / "env")
+    monkeypatch.setenv("DGM_DATA", str(tmp_path / "env"))
+    assert load_dataset("mnist").source == str(tmp_path / "env" / "mnist")
+    write_fake_mnist(tmp_path / "given")
+    given = load_dataset("mnist", data_dir=tmp_path / "given")
+    assert given.source == str(tmp_path / "given" / "mnist")  # --data-dir comes first
+    # a --data-dir without the dataset: the search goes on to $DGM_DATA
+    (tmp_path / "other").mkdir()
+    assert load_dataset("mnist", tmp_path / "other").source == str(tmp_path / "env" / "mnist")
+
+
+def test_not_found_names_every_place_looked(tmp_path, monkeypatch):
+    import dgm.data.datasets as datasets
+
+    monkeypatch.setenv("DGM_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(datasets, "_checkout_data", lambda: [tmp_path / "shared" / "data"])
+    monkeypatch.setattr(datasets, "_user_data", lambda: tmp_path / "user")
+    with pytest.raises(DataError, match="omniglot/ not found") as e:
+        load_dataset("omniglot", data_dir=tmp_path / "given")
+    msg = str(e.value)
+    for where in ("given", "env", "shared/data", "user"):
+        assert str(tmp_path / where / "omniglot") in msg, where
+    assert "--data-dir" in msg and "$DGM_DATA" in msg and "\n" not in msg
+
+
+def test_checkout_data_is_never_looked_for_inside_site_packages(tmp_path, monkeypatch):
+    import dgm.data.datasets as datasets
+
+    project = tmp_path / "project"
+    (project / "src" / "dgm").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\n")
+    # a non-editable install into the project's own venv
+    installed = project / ".venv/lib/python3.11/site-packages/dgm/data/datasets.py"
+    monkeypatch.setattr(datasets, "__file__", str(installed))
+    monkeypatch.chdir(tmp_path)  # outside any checkout: nothing, not the venv's neighbours
+    assert datasets._checkout_data() == []
+    monkeypatch.chdir(project / "src")  # inside the checkout: found from the working directory
+    assert datasets._checkout_data() == [tmp_path / "shared" / "data"]

@@ -1,7 +1,14 @@
 """Datasets: named benchmarks and user data, validated and split into train/val/test."""
 
-from dgm.data.base import Dataset, DataSpec, Split, check_values
-from dgm.data.datasets import DATASETS, data_root, list_datasets, load_dataset
+from dgm.data.base import Dataset, DataSpec, Split, check_values, summary_line
+from dgm.data.datasets import (
+    DATASETS,
+    data_root,
+    data_roots,
+    list_datasets,
+    load_dataset,
+    set_levels,
+)
 
 __all__ = [
     "DATASETS",
@@ -10,6 +17,9 @@ __all__ = [
     "Split",
     "check_values",
     "data_root",
+    "data_roots",
     "list_datasets",
     "load_dataset",
+    "set_levels",
+    "summary_line",
 ]

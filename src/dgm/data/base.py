@@ -27,6 +27,51 @@ class DataSpec:
     high: float = 1.0  # largest possible value
     num_classes: int | None = None  # labels 0..num_classes-1, None when unlabelled
     binarize: bool = False  # True: training data are probabilities, binarized at every use
+    class_names: tuple[str, ...] | None = None  # the name of each label 0..num_classes-1
+
+    def __post_init__(self) -> None:
+        if self.class_names is None:
+            return
+        names = tuple(str(n) for n in self.class_names)  # JSON gives a list back
+        object.__setattr__(self, "class_names", names)
+        if self.num_classes != len(names):
+            raise DataError(
+                f"{self.name}: {len(names)} class names for {self.num_classes} classes; "
+                "give one name per class"
+            )
+
+    def label_name(self, label: int) -> str:
+        """The name of class ``label``, or the index itself when the data names no classes."""
+        if self.class_names is not None and 0 <= label < len(self.class_names):
+            return self.class_names[label]
+        return str(label)
+
+    def class_index(self, label: str | int) -> int:
+        """The index of class ``label``: one of :attr:`class_names`, or an index ``0..K-1``."""
+        names = self.class_names or ()
+        if isinstance(label, str) and label in names:
+            return names.index(label)
+        try:
+            index = int(label)
+        except ValueError:
+            if names:
+                raise DataError(
+                    f"unknown class {label!r}; the classes of {self.name} are {', '.join(names)}"
+                ) from None
+            if self.num_classes is None:
+                raise DataError(f"unknown class {label!r}; {self.name} has no labels") from None
+            raise DataError(
+                f"unknown class {label!r}; {self.name} names no classes: give an index "
+                f"0..{self.num_classes - 1}"
+            ) from None
+        if self.num_classes is None or not 0 <= index < self.num_classes:
+            known = (
+                "has no labels"
+                if self.num_classes is None
+                else f"has labels 0..{self.num_classes - 1}"
+            )
+            raise DataError(f"class {index} is out of range: {self.name} {known}")
+        return index
 
     @property
     def dim(self) -> int:
@@ -37,10 +82,14 @@ class DataSpec:
         return len(self.shape) == 3
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["class_names"] is not None:
+            d["class_names"] = list(d["class_names"])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
+        """The spec of ``to_dict`` (runs saved before ``class_names`` existed load with None)."""
         d = dict(d)
         d["shape"] = tuple(d["shape"])
         return cls(**d)
@@ -70,6 +119,8 @@ class Dataset:
     test: Split
     source: str = ""  # where it was read from, for reports
     notes: list[str] = field(default_factory=list)  # warnings raised while reading
+    kind: str = ""  # what user data was read from ("folder of images", ...), for the summary
+    levels_note: str = ""  # how the levels were found ("uint8 0..255", "set by --data-levels")
 
     def split(self, name: str) -> Split:
         aliases = {
@@ -108,3 +159,41 @@ def check_values(x: Tensor, spec: DataSpec, what: str) -> None:
         chunk = flat[i : i + (1 << 24)]
         if (chunk != chunk.round()).any():
             raise DataError(f"{what}: discrete data must hold whole numbers 0..{spec.levels - 1}")
+
+
+def _levels_text(ds: Dataset) -> str:
+    spec = ds.spec
+    if spec.binarize:
+        return "2 levels (binarized at every use)"
+    if spec.levels is None:
+        note = f" ({ds.levels_note})" if ds.levels_note else ""
+        return f"continuous in [{spec.low:g}, {spec.high:g}]{note}"
+    return f"{spec.levels} levels ({ds.levels_note or f'0..{spec.levels - 1}'})"
+
+
+def _classes_text(spec: DataSpec) -> str:
+    if not spec.num_classes:
+        return "no labels"
+    text = f"{spec.num_classes} classes"
+    names = spec.class_names
+    if names:
+        shown = names if len(names) <= 4 else (*names[:3], "...")
+        text += f" ({', '.join(shown)})"
+    return text
+
+
+def summary_line(ds: Dataset) -> str:
+    """One line on what was found in the data: where from, size, shape, levels, classes, split.
+
+    e.g. ``data: fashion-mnist (/data/fashion_mnist): 70000 examples, shape (1, 28, 28),
+    256 levels (0..255), 10 classes (T-shirt/top, Trouser, Pullover, ...), split
+    50000/10000/10000``.
+    """
+    spec = ds.spec
+    where = ", ".join(s for s in (ds.kind, ds.source if ds.source != spec.name else "") if s)
+    sizes = [len(ds.train), len(ds.val), len(ds.test)]
+    return (
+        f"data: {spec.name}{f' ({where})' if where else ''}: {sum(sizes)} examples, shape "
+        f"{tuple(spec.shape)}, {_levels_text(ds)}, {_classes_text(spec)}, split "
+        f"{'/'.join(map(str, sizes))}"
+    )

@@ -7,6 +7,7 @@ dataset's splits are the same in every run and on every machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -23,33 +24,120 @@ from dgm.data.base import Dataset, DataSpec, Split, check_values
 from dgm.data.toy import SAMPLERS, load_toy
 from dgm.errors import DataError
 
-__all__ = ["DATASETS", "USER_FORMATS", "data_root", "list_datasets", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "FOLDERS",
+    "USER_FORMATS",
+    "data_root",
+    "data_roots",
+    "list_datasets",
+    "load_dataset",
+]
 
 SPLIT_SEED = 0  # the permutation behind every shuffled split (caltech, frey, user data)
 BINARIZE_SEEDS = {"val": 1, "test": 2}  # the one fixed binarization of binarized-mnist val/test
 MNIST_TRAIN = 50_000  # the papers' train[:50000] / train[50000:] convention
 USER_FORMATS = "a folder of images, a .npy or .npz array, or a .csv table"
+# the subfolder of the data folder that holds each named dataset's files
+FOLDERS = {
+    "mnist": "mnist",
+    "fashion-mnist": "fashion_mnist",
+    "binarized-mnist": "mnist",
+    "static-mnist": "binarized_mnist",
+    "caltech-silhouettes": "caltech101_silhouettes",
+    "frey-faces": "frey_faces",
+    "omniglot": "omniglot",
+}
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+FASHION_NAMES = (  # Xiao et al. (2017), the labels 0..9
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 # --------------------------------------------------------------------------- where data lives
 
 
-def data_root(data_dir: str | Path | None = None) -> Path:
-    """The folder that holds the named datasets.
+def _checkout(start: Path) -> Path | None:
+    """The dgm source checkout holding ``start``: a folder with pyproject.toml and src/dgm/."""
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "src" / "dgm").is_dir():
+            return folder
+    return None
 
-    ``data_dir`` if given, else ``$DGM_DATA``, else ``../shared/data`` next to the project root
-    (the folder holding ``src/``), else ``../shared/data`` next to the working directory.
-    """
+
+def _installed(path: Path) -> bool:
+    return any(part in ("site-packages", "dist-packages") for part in path.parts)
+
+
+def _checkout_data() -> list[Path]:
+    """``../shared/data`` next to the source checkout dgm runs from, found from this file's
+    location (an editable install) and from the working directory; never from inside
+    site-packages, where an installed package lives far from any project."""
+    here = Path(__file__).resolve().parent
+    starts = [] if _installed(here) else [here]
+    with contextlib.suppress(OSError):  # a working directory that was deleted
+        starts.append(Path.cwd().resolve())
+    found: list[Path] = []
+    for start in starts:
+        root = _checkout(start)
+        if root is not None and not _installed(root):
+            data = root.parent / "shared" / "data"
+            if data not in found:
+                found.append(data)
+    return found
+
+
+def _user_data() -> Path:
+    """The per-user data folder (``~/.local/share/dgm`` on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("dgm", appauthor=False))
+
+
+def data_roots(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """Every folder that may hold the named datasets, in the order they are searched, each
+    with what put it there: ``data_dir`` (``--data-dir``), ``$DGM_DATA``, ``../shared/data``
+    next to a source checkout, the per-user data folder."""
+    roots: list[tuple[str, Path]] = []
     if data_dir is not None:
-        return Path(data_dir).expanduser()
+        roots.append(("--data-dir", Path(data_dir).expanduser()))
     if os.environ.get("DGM_DATA"):
-        return Path(os.environ["DGM_DATA"]).expanduser()
-    default = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    if default.is_dir():
-        return default
-    # an installed (non-editable) package lives in site-packages, far from the project
-    fallback = Path.cwd().parent / "shared" / "data"
-    return fallback if fallback.is_dir() else default
+        roots.append(("$DGM_DATA", Path(os.environ["DGM_DATA"]).expanduser()))
+    roots += [("next to the project", p) for p in _checkout_data()]
+    roots.append(("user data folder", _user_data()))
+    return roots
+
+
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """The first of :func:`data_roots` that exists, else the first of them."""
+    roots = [p for _, p in data_roots(data_dir)]
+    return next((p for p in roots if p.is_dir()), roots[0])
+
+
+def _locate(dataset: str, data_dir: str | Path | None) -> Path:
+    """The first data folder that holds ``dataset``'s subfolder, else a DataError naming every
+    place looked."""
+    folder = FOLDERS.get(dataset)
+    roots = data_roots(data_dir)
+    if folder is None:  # bundled or synthetic: read from nowhere
+        return roots[0][1]
+    for _, root in roots:
+        if (root / folder).is_dir():
+            return root
+    looked = "; ".join(f"{why} {root / folder}" for why, root in roots)
+    raise DataError(
+        f"{dataset}: {folder}/ not found; looked in: {looked}. Put the files in one of them, "
+        f"pass --data-dir DIR or set $DGM_DATA to a folder that holds {folder}/"
+    )
 
 
 def _find(root: Path, dataset: str, folder: str, name: str, *alternatives: str) -> Path:
@@ -133,7 +221,9 @@ def _load_digits(root: Path) -> Dataset:
     d = load_digits()
     x = d.data.reshape(-1, 1, 8, 8)
     y = d.target
-    spec = DataSpec("digits", (1, 8, 8), levels=17, low=0.0, high=16.0, num_classes=10)
+    spec = DataSpec(
+        "digits", (1, 8, 8), levels=17, low=0.0, high=16.0, num_classes=10, class_names=DIGIT_NAMES
+    )
     parts = slice(0, 1000), slice(1000, 1350), slice(1350, None)
     train, val, test = (_split(x, y, p) for p in parts)
     return Dataset(spec, train, val, test=test, source="sklearn.datasets.load_digits")
@@ -168,7 +258,10 @@ def _load_mnist(root: Path, name: str = "mnist", folder: str = "mnist") -> Datas
     f = _read_mnist_files(root, name, folder)
     cut = _mnist_val_start(len(f["xtrain"]))
     xtr, xte = f["xtrain"][:, None], f["xtest"][:, None]
-    spec = DataSpec(name, (1, 28, 28), levels=256, low=0.0, high=255.0, num_classes=10)
+    names = FASHION_NAMES if name == "fashion-mnist" else DIGIT_NAMES
+    spec = DataSpec(
+        name, (1, 28, 28), levels=256, low=0.0, high=255.0, num_classes=10, class_names=names
+    )
     train = _split(xtr, f["ytrain"], slice(0, cut))
     val = _split(xtr, f["ytrain"], slice(cut, None))
     test = _split(xte, f["ytest"], slice(None))
@@ -183,7 +276,14 @@ def _load_binarized_mnist(root: Path) -> Dataset:
     """
     base = _load_mnist(root)
     spec = DataSpec(
-        "binarized-mnist", (1, 28, 28), levels=2, low=0.0, high=1.0, num_classes=10, binarize=True
+        "binarized-mnist",
+        (1, 28, 28),
+        levels=2,
+        low=0.0,
+        high=1.0,
+        num_classes=10,
+        binarize=True,
+        class_names=DIGIT_NAMES,
     )
 
     def fixed(split: Split, seed: int) -> Split:
@@ -228,7 +328,12 @@ def _load_caltech(root: Path) -> Dataset:
     x = 1.0 - big_x.reshape(-1, 1, 28, 28).transpose(0, 1, 3, 2).astype(np.float32)
     y = big_y.astype(np.int64) - 1
     n_train, n_val = _standard_sizes(len(x), (4100, 2264, 2307), str(path))
-    spec = DataSpec("caltech-silhouettes", (1, 28, 28), levels=2, num_classes=101)
+    names = formats.read_mat_names(path, "classnames")  # absent from some copies
+    if names is not None and len(names) != 101:
+        names = None
+    spec = DataSpec(
+        "caltech-silhouettes", (1, 28, 28), levels=2, num_classes=101, class_names=names
+    )
     note = (
         f"caltech-silhouettes: the standard split1 indices are not available; using a fixed "
         f"permutation (seed {SPLIT_SEED}) into {n_train} train / {n_val} val / "
@@ -372,34 +477,50 @@ def _as_labels(y: np.ndarray, n: int, path: Path, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _levels(xs: list[np.ndarray], path: Path) -> tuple[int | None, float, float]:
-    """(levels, low, high) of the data: discrete for integers and whole floats, else continuous."""
+def _levels(
+    xs: list[np.ndarray], path: Path, images: bool = False
+) -> tuple[int | None, float, float, str]:
+    """(levels, low, high, how) of the data, inferred from the values present.
+
+    8-bit images have 256 levels; a uint8 array too, unless it holds only 0 and 1 (binary);
+    other whole numbers 0..K-1 have K levels (at least 2); anything else is continuous.
+    """
     xs = [x for x in xs if x.size]
     for x in xs:
         formats.check_array(x, path, "data")  # non-numeric or NaN/inf, counted
     lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
-    if all(x.dtype == np.bool_ for x in xs):
-        return 2, 0.0, 1.0
-    if all(x.dtype.kind in "biu" for x in xs):
-        if lo < 0:
-            raise DataError(
-                f"{path}: integer data holds negative values (min {lo:g}); discrete data must be "
-                "levels 0..K-1: shift it, or save it as float for continuous data"
-            )
-        levels = 256 if all(x.dtype == np.uint8 for x in xs) else max(2, int(hi) + 1)
-        return levels, 0.0, float(levels - 1)
-    whole = all(x.dtype.kind != "f" or bool((x == np.floor(x)).all()) for x in xs)
-    if whole and lo >= 0:
-        levels = max(2, int(hi) + 1)
-        return levels, 0.0, float(levels - 1)
-    return None, lo, hi
+    dtypes = {x.dtype.name for x in xs}
+    dtype = dtypes.pop() if len(dtypes) == 1 else "values"
+    if images:
+        return 256, 0.0, 255.0, f"8-bit images 0..255, values {lo:g}..{hi:g} found"
+    if dtype == "bool":
+        return 2, 0.0, 1.0, "bool"
+    integers = all(x.dtype.kind in "biu" for x in xs)
+    if integers and lo < 0:
+        raise DataError(
+            f"{path}: integer data holds negative values (min {lo:g}); discrete data must be "
+            "levels 0..K-1: shift it, or save it as float for continuous data"
+        )
+    whole = integers or all(bool((x == np.floor(x)).all()) for x in xs)
+    if not whole or lo < 0:
+        return None, lo, hi, f"{dtype}, not whole numbers 0..K-1" if not whole else dtype
+    if hi <= 1:
+        return 2, 0.0, 1.0, f"binary: {dtype} holding only 0 and 1"
+    if dtype == "uint8":  # 8-bit data, whatever part of 0..255 these examples reach
+        note = "uint8 0..255" + (f", values 0..{hi:g} found" if hi < 255 else "")
+        return 256, 0.0, 255.0, note
+    levels = int(hi) + 1
+    return levels, 0.0, float(levels - 1), f"whole numbers 0..{levels - 1} in {dtype}"
 
 
 def _user_dataset(
     path: Path,
     parts: dict[str, tuple[np.ndarray, np.ndarray | None]],
     notes: list[str],
-    num_classes: int | None = None,
+    *,
+    kind: str,
+    class_names: list[str] | None = None,
+    images: bool = False,
 ) -> Dataset:
     """A Dataset from explicit ``train``/``val``/``test`` parts, or one ``all`` to be split."""
     parts = {
@@ -415,13 +536,26 @@ def _user_dataset(
     }
     if all(len(x) == 0 for x, _ in parts.values()):
         raise DataError(f"{path}: holds no examples")
-    levels, low, high = _levels([x for x, _ in parts.values()], path)
-    labels = [y for _, y in parts.values() if y is not None]
-    if labels and num_classes is None:
-        num_classes = max(int(y.max()) + 1 for y in labels if y.size)
+    levels, low, high, how = _levels([x for x, _ in parts.values()], path, images)
+    labels = [y for _, y in parts.values() if y is not None and y.size]
+    num_classes = None
+    if any(y is not None for _, y in parts.values()):
+        largest = max((int(y.max()) for y in labels), default=0)
+        num_classes = largest + 1
+        if class_names is not None:
+            if largest >= len(class_names):
+                raise DataError(
+                    f"{path}: labels go up to {largest} but {len(class_names)} class names are "
+                    "given; give one name per class"
+                )
+            num_classes = len(class_names)
+    else:
+        class_names = None  # names without labels name nothing
     shape = tuple(int(s) for s in next(iter(shapes.values())))
     name = str(path.resolve())
-    spec = DataSpec(name, shape, levels, low=low, high=high, num_classes=num_classes)
+    spec = DataSpec(
+        name, shape, levels, low=low, high=high, num_classes=num_classes, class_names=class_names
+    )
 
     if "all" in parts:
         x, y = parts["all"]
@@ -437,7 +571,16 @@ def _user_dataset(
         ]
     else:
         splits = tuple(_split(*parts[k], slice(None)) for k in ("train", "val", "test"))
-    return Dataset(spec, *splits, source=name, notes=notes)
+    return Dataset(spec, *splits, source=name, notes=notes, kind=kind, levels_note=how)
+
+
+def _npz_names(arrays: dict[str, np.ndarray]) -> list[str] | None:
+    """The class names an archive holds beside its data (see ``formats.NAME_KEYS``), if any."""
+    for key in formats.NAME_KEYS:
+        a = arrays.get(key)
+        if a is not None and a.dtype.kind in "US":
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in a.tolist()]
+    return None
 
 
 def _npz_parts(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict, list[str]]:
@@ -473,6 +616,7 @@ def _npz_parts(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict, list[st
         raise DataError(f"{path}: has split arrays but no 'x_train'; add 'x_train'")
     x_key = next((k for k in ("x", "X", "data", "images") if k in arrays), None)
     if x_key is None:
+        arrays = {k: a for k, a in arrays.items() if a.dtype.kind not in "US"}  # not names
         if len(arrays) != 1:
             raise DataError(
                 f"{path}: cannot tell which array is the data (found {', '.join(arrays)}); "
@@ -501,19 +645,35 @@ def _load_user(name: str) -> Dataset:
         folder = formats.read_image_folder(path)
         for note in folder.notes:
             warnings.warn(note, stacklevel=3)
-        num_classes = len(folder.classes) if folder.y is not None else None
-        return _user_dataset(path, {"all": (folder.x, folder.y)}, folder.notes, num_classes)
+        labelled = folder.y is not None
+        return _user_dataset(
+            path,
+            {"all": (folder.x, folder.y)},
+            folder.notes,
+            kind="folder of images"
+            + (f", {len(folder.classes)} class subfolders" if labelled else ""),
+            class_names=folder.classes if labelled else None,
+            images=True,
+        )
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _user_dataset(path, {"all": (formats.read_npy(path), None)}, [])
+        return _user_dataset(path, {"all": (formats.read_npy(path), None)}, [], kind=".npy array")
     if suffix == ".npz":
-        parts, notes = _npz_parts(formats.read_npz(path), path)
+        arrays = formats.read_npz(path)
+        parts, notes = _npz_parts(arrays, path)
         for note in notes:
             warnings.warn(f"{path}: {note}", stacklevel=3)
-        return _user_dataset(path, parts, notes)
+        names = _npz_names(arrays)
+        return _user_dataset(path, parts, notes, kind=".npz archive", class_names=names)
     if suffix == ".csv":
         table = formats.read_csv(path)
-        return _user_dataset(path, {"all": (table.x, table.y)}, table.notes)
+        return _user_dataset(
+            path,
+            {"all": (table.x, table.y)},
+            table.notes,
+            kind="CSV table",
+            class_names=table.classes,
+        )
     raise _unknown(name, f"{path}: unsupported file type {suffix or '(no extension)'!r}")
 
 
@@ -542,19 +702,80 @@ def _validate(ds: Dataset) -> None:
             raise DataError(f"{what}: labels outside 0..{k - 1}")
 
 
-def load_dataset(name_or_path: str | Path, data_dir: str | Path | None = None) -> Dataset:
+def _value_range(ds: Dataset) -> tuple[float, float, bool]:
+    """(min, max, all whole numbers) over every split of ``ds``."""
+    xs = [split.x for split in (ds.train, ds.val, ds.test) if split.x.numel()]
+    lo = min(float(x.min()) for x in xs)
+    hi = max(float(x.max()) for x in xs)
+    whole = True
+    for x in xs:
+        flat = x.reshape(-1)
+        for i in range(0, flat.numel(), 1 << 24):  # in chunks: small temporaries
+            chunk = flat[i : i + (1 << 24)]
+            if (chunk != chunk.round()).any():
+                whole = False
+                break
+    return lo, hi, whole
+
+
+def set_levels(ds: Dataset, levels: int | None = None, continuous: bool = False) -> Dataset:
+    """``ds`` with the user's choice of levels: ``levels`` K (the values must be whole numbers
+    0..K-1) or ``continuous`` data; unchanged when neither is given."""
+    if levels is None and not continuous:
+        return ds
+    spec = ds.spec
+    if levels is not None and continuous:
+        raise DataError("--data-levels and --data-continuous exclude each other; give one")
+    if spec.binarize:
+        raise DataError(
+            f"{spec.name} is binarized at every use (2 levels); drop --data-levels and "
+            "--data-continuous, or choose data that is not binarized"
+        )
+    if continuous:
+        new = dataclasses.replace(spec, levels=None)
+        how = "set by --data-continuous"
+    else:
+        if levels < 2:
+            raise DataError(f"--data-levels must be >= 2, got {levels}")
+        lo, hi, whole = _value_range(ds)
+        if not whole or lo < 0:
+            what = "values that are not whole numbers" if not whole else "negative values"
+            raise DataError(
+                f"--data-levels {levels}: {spec.name} holds {what} (range {lo:g}..{hi:g}); "
+                f"levels are whole numbers 0..{levels - 1}: drop --data-levels for this data"
+            )
+        if hi > levels - 1:
+            raise DataError(
+                f"--data-levels {levels} is too few: {spec.name} holds values {lo:g}..{hi:g}, "
+                f"which need at least {int(hi) + 1} levels"
+            )
+        new = dataclasses.replace(spec, levels=levels, low=0.0, high=float(levels - 1))
+        how = f"set by --data-levels, values {lo:g}..{hi:g} found"
+    return dataclasses.replace(ds, spec=new, levels_note=how)
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    data_dir: str | Path | None = None,
+    *,
+    levels: int | None = None,
+    continuous: bool = False,
+) -> Dataset:
     """Load a named dataset (see :data:`DATASETS`) or user data from a path.
 
-    Named datasets are read from :func:`data_root` (``data_dir``, ``$DGM_DATA`` or
-    ``../shared/data``). User data is a folder of images (class subfolders give labels), a
-    ``.npy``/``.npz`` array or a ``.csv`` table; it is split 80/10/10 with a fixed permutation
-    unless an ``.npz`` holds ``x_train``/``x_val``/``x_test``.
+    Named datasets are read from the first of :func:`data_roots` that holds them
+    (``data_dir``, ``$DGM_DATA``, ``../shared/data`` next to a source checkout, the per-user
+    data folder). User data is a folder of images (class subfolders give labels and class
+    names), a ``.npy``/``.npz`` array or a ``.csv`` table; it is split 80/10/10 with a fixed
+    permutation unless an ``.npz`` holds ``x_train``/``x_val``/``x_test``. Its levels are
+    inferred from the values (see ``_levels``); ``levels`` or ``continuous`` overrides them,
+    for named datasets too (see :func:`set_levels`).
     """
     name = str(name_or_path)
     if name in DATASETS:
         _, loader = DATASETS[name]
-        ds = loader(data_root(data_dir))
+        ds = loader(_locate(name, data_dir))
     else:
         ds = _load_user(name)
     _validate(ds)
-    return ds
+    return set_levels(ds, levels, continuous)

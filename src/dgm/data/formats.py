@@ -47,14 +47,18 @@ _IDX_DTYPES = {
 _GZIP_MAGIC = b"\x1f\x8b"
 _LABEL_COLUMNS = ("label", "y", "class", "target")
 _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
+# .npz arrays that may hold class names (strings, label i's name at i) beside the data
+NAME_KEYS = ("class_names", "classes", "label_names", "names")
 
 
 class Table(NamedTuple):
-    """A numeric table: ``x`` (N, D) float64, ``y`` (N,) int64 or None, and notes for the user."""
+    """A numeric table: ``x`` (N, D) float64, ``y`` (N,) int64 or None, notes for the user, and
+    the class names when the label column holds names (``classes[i]`` is label ``i``)."""
 
     x: np.ndarray
     y: np.ndarray | None
     notes: list[str]
+    classes: list[str] | None = None
 
 
 class ImageFolder(NamedTuple):
@@ -218,8 +222,10 @@ def _csv_header(path: Path) -> list[str] | None:
     return [c.strip() for c in first]
 
 
-def _parse_labels(raw: np.ndarray, path: Path, column: str) -> tuple[np.ndarray, list[str]]:
-    """Integer labels as they are, or class names mapped to their sorted index."""
+def _parse_labels(
+    raw: np.ndarray, path: Path, column: str
+) -> tuple[np.ndarray, list[str], list[str] | None]:
+    """Integer labels as they are, or class names mapped to their sorted index (and the names)."""
     raw = np.char.strip(raw.astype(str))
     try:
         values = raw.astype(np.float64)
@@ -228,12 +234,12 @@ def _parse_labels(raw: np.ndarray, path: Path, column: str) -> tuple[np.ndarray,
         shown = ", ".join(f"{n}={i}" for i, n in enumerate(names[:10]))
         more = ", ..." if len(names) > 10 else ""
         note = f"{path}: labels in column {column!r} are names, mapped to {shown}{more}"
-        return y.astype(np.int64), [note]
+        return y.astype(np.int64).reshape(-1), [note], [str(n) for n in names]
     if not np.isfinite(values).all() or (values != np.round(values)).any() or (values < 0).any():
         raise DataError(
             f"{path}: label column {column!r} must hold whole numbers >= 0 (or class names)"
         )
-    return values.astype(np.int64), []
+    return values.astype(np.int64), [], None
 
 
 def read_csv(path: str | Path) -> Table:
@@ -275,11 +281,11 @@ def read_csv(path: str | Path) -> Table:
             f"{path}: header has {n_cols} columns but the rows have {x.shape[1]}; fix the header"
         )
     check_array(x, path, "table")
-    y, notes = None, []
+    y, notes, classes = None, [], None
     if label_col is not None:
         raw = np.loadtxt(path, dtype=str, ndmin=1, usecols=[label_col], **kw)
-        y, notes = _parse_labels(raw, path, header[label_col])
-    return Table(x, y, notes)
+        y, notes, classes = _parse_labels(raw, path, header[label_col])
+    return Table(x, y, notes, classes)
 
 
 # --------------------------------------------------------------------------- binary arrays
@@ -316,6 +322,27 @@ def read_mat(path: str | Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: variable {key!r} is not an array; is this the right file?")
         out[key] = check_array(a, path, f"variable {key!r}")
     return out
+
+
+def read_mat_names(path: str | Path, key: str) -> list[str] | None:
+    """The strings of a MATLAB cell array ``key`` (class names), or None when the file has no
+    such variable or it holds something else."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(_existing_file(path), variable_names=[key])
+    except Exception:  # the names are optional: an unreadable file fails in read_mat instead
+        return None
+    cells = mat.get(key)
+    if not isinstance(cells, np.ndarray) or cells.dtype != object:
+        return None
+    names = []
+    for cell in cells.reshape(-1):
+        flat = np.asarray(cell).reshape(-1)
+        if flat.size != 1 or flat.dtype.kind not in "US":
+            return None
+        names.append(str(flat[0]))
+    return names
 
 
 _PICKLE_FIX = (
@@ -381,6 +408,9 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
                 raise DataError(
                     f"{path}: array {key!r} is damaged ({e}); save the archive again"
                 ) from e
+            if key in NAME_KEYS and a.ndim == 1 and a.dtype.kind in "US":
+                out[key] = a  # class names: text, checked by whoever uses them
+                continue
             out[key] = check_array(a, path, f"array {key!r}")
     if not out:
         raise DataError(f"{path}: archive holds no arrays; save your data with np.savez")

@@ -104,6 +104,7 @@ def _read_arrays(path: Path) -> np.ndarray:
     arrays = formats.read_npz(path)
     key = next((k for k in ("x", "X", "data", "images", "x_test") if k in arrays), None)
     if key is None:
+        arrays = {k: a for k, a in arrays.items() if a.dtype.kind not in "US"}  # class names
         if len(arrays) != 1:
             raise DataError(
                 f"cannot tell which array holds the inputs ({', '.join(arrays)}): name it 'x'"
