@@ -2,7 +2,11 @@
 ``reconstruct``, ``detect``, ``ood``), each with its parser (``add_parser``) and its ``run``;
 :mod:`dgm.cli.common` holds what they share (docs/architecture.md, "The command line").
 
-Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal error.
+Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal error, 130
+interrupted (Ctrl-C; SIGTERM too during training, which leaves the run resumable).
+
+Progress (:mod:`dgm.progress`) is on for the length of a command: a bar on a terminal, plain
+lines on stderr elsewhere; the same functions called from Python print nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import os
 import sys
 from types import ModuleType
 
+from dgm import progress
 from dgm.cli import detect, eval, list, ood, reconstruct, sample, train
 from dgm.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser, err
-from dgm.errors import DgmError
+from dgm.errors import DgmError, Interrupted
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 # name -> the module that parses and runs it, in the order `dgm --help` lists them
 COMMANDS: dict[str, ModuleType] = {
@@ -48,13 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return COMMANDS[args.command].run(args)
+        with progress.shown():  # closes its bars on the way out, before the lines below
+            return COMMANDS[args.command].run(args)
+    except Interrupted as e:  # training: how far it got and how to go on
+        err(f"dgm {args.command}: {e}")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        err(f"dgm {args.command}: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `dgm list | head`: the reader has what it wanted
+        # Python's recipe: point stdout at devnull so the flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except DgmError as e:
         err(f"dgm {args.command}: error: {e}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        err("dgm: interrupted")
-        return 130
     except Exception as e:
         if os.environ.get("DGM_DEBUG"):
             raise
@@ -76,4 +91,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "build_parser", "main"]

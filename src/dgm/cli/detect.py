@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from dgm.data.inputs import read_inputs
     from dgm.evaluation.decision import Thresholds, calibrate, decide, score, summarize
 
+    if args.out:  # before any scoring: a report that cannot be written fails first
+        if Path(args.out).suffix.lower() not in (".json", ".csv"):
+            raise ConfigError(f"--out {args.out}: use a .json or .csv file name")
+        common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
     common.require_likelihood(model)
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         x = torch.stack([it.x for it in valid])
         log_px, log_py = score(model, x, args.batch_size, k)
         for it, rec in zip(valid, decide(log_px, log_py, thr, spec.dim)):
+            if rec["label"] is not None:  # the data's class name, else the index as text
+                rec["label_name"] = spec.label_name(rec["label"])
             records[id(it)] = rec
     rows = [
         {"input": it.name, **records[id(it)]}
@@ -134,7 +140,7 @@ def _print(rows: list[dict[str, Any]], summary: dict[str, Any], thr: Any) -> Non
         if "error" in r:
             print(f"{name:<{width}}  invalid: {r['error']}")
             continue
-        label = "" if r["label"] is None else f"label {r['label']}  p {r['p_label']:.3f}  "
+        label = "" if r["label"] is None else f"label {r['label_name']}  p {r['p_label']:.3f}  "
         print(
             f"{name:<{width}}  {label}log p(x) {r['log_px']:9.2f} nats  "
             f"{r['bpd']:6.3f} bpd  {r['decision']}"
@@ -168,7 +174,7 @@ def _write_report(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any
     elif suffix == ".csv":
         import csv
 
-        keys = ["input", "label", "p_label", "log_px", "bpd", "decision", "error"]
+        keys = ["input", "label", "label_name", "p_label", "log_px", "bpd", "decision", "error"]
         with atomic_write(path, "w") as f:
             w = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
             w.writeheader()

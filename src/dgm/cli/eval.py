@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from typing import Any
 
@@ -102,12 +101,18 @@ def _metrics(arg: str | None, model: Any, dataset: Any) -> list[str]:
     return chosen or ["nll"]
 
 
-def _nll(args: argparse.Namespace, model: Any, x: Any) -> dict[str, Any]:
-    from dgm.evaluation.likelihood import evaluate_likelihood, num_samples_for
+def _nll(args: argparse.Namespace, model: Any, x: Any, data: str) -> dict[str, Any]:
+    from dgm.evaluation.likelihood import evaluate_likelihood, likelihood_kwargs, num_samples_for
 
     if model.exact_likelihood and args.num_samples is not None:
         common.err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")
     k = num_samples_for(model, args.num_samples)
+    # what is about to run, before the minutes K = 5000 can take (progress then shows the rest)
+    each = "exact" if k is None else f"K={k} importance samples per example"
+    common.err(
+        f"nll of {model.name} on {x.shape[0]} {args.split} examples of {data} ({each}): "
+        f"{model.likelihood_note(**likelihood_kwargs(k))}"
+    )
     return evaluate_likelihood(model, x, args.batch_size, k)
 
 
@@ -130,8 +135,7 @@ def _ais(args: argparse.Namespace, model: Any, dataset: Any, x: Any) -> dict[str
     elif sigma <= 0:
         raise ConfigError(f"--sigma must be > 0, got {sigma}")
     t0 = time.perf_counter()
-    run = {"steps": args.ais_steps, "chains": args.ais_chains, "seed": args.seed,
-           "progress": sys.stderr.isatty()}  # fmt: skip
+    run = {"steps": args.ais_steps, "chains": args.ais_chains, "seed": args.seed}
     diagnostics: dict[str, Any] = {}
     if isinstance(model, LabelConditional) and model.conditional:  # the mixture over classes
         lp = model_ais_log_prob(model, x.to(model.device), sigma, **run).double()
@@ -175,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     out: dict[str, Any] = {"model": model.name, "data": name, "split": args.split}
     if "nll" in metrics:
-        out.update(_nll(args, model, x))
+        out.update(_nll(args, model, x, name))
     if "ais" in metrics:
         out.update(_ais(args, model, dataset, x))
     quality = [m for m in metrics if m in QUALITY_METRICS]
@@ -195,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
                 show=common.err,
             )
         )
+        if "classes" in out:  # the classes the samples miss, by the data's names
+            c = out["classes"]
+            hist = enumerate(c["class_histogram"])
+            c["missing"] = [dataset.spec.label_name(i) for i, k in hist if k < c["min_count"]]
     y = dataset.split(args.split).y
     if y is not None and "nll" in metrics and classifies(model):
         labels = evaluate_classifier(model, x, y[: x.shape[0]], args.batch_size)
@@ -239,6 +247,7 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
         )
     if "classes" in out:
         c = out["classes"]
-        print(f"  classes covered {c['classes_covered']} / {c['classes_total']}")
+        missing = f" (missing: {', '.join(c['missing'])})" if c.get("missing") else ""
+        print(f"  classes covered {c['classes_covered']} / {c['classes_total']}{missing}")
     if "features" in out:
         print(f"  features: {out['features']}")

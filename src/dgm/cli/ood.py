@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from dgm.plotting import save_score_histograms
 
     common.check_positive(args.limit, "--limit")
+    common.check_output(args.plot, "--plot")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
     common.require_likelihood(model)
@@ -88,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
         "compressor": args.compressor,
         "num_samples": k,
         "batch_size": args.batch_size,
-        "progress": sys.stderr.isatty(),
     }
     scores_in = score_inputs(model, x_in, **shared)
     scores_out = score_inputs(model, x_out, **shared)

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dgm import progress
 from dgm.errors import ConfigError, DataError
 from dgm.models.capabilities import ImplicitGenerator, LabelConditional
 
@@ -75,7 +76,8 @@ class Annealing:
     linear), each HMC transition ``leapfrog`` leapfrog steps of ``step_size`` (adapted towards
     0.65 acceptance when ``adapt``, jittered by ``jitter``), at most ``max_rows`` generator rows
     per call (None: no limit), randomness from ``seed`` (a fresh generator) or ``rng`` (else
-    torch's global one), a progress bar when ``progress``."""
+    torch's global one). Progress shows where the command line turns it on
+    (:mod:`dgm.progress`)."""
 
     steps: int = 1000
     leapfrog: int = 10
@@ -86,7 +88,6 @@ class Annealing:
     max_rows: int | None = 8192
     seed: int | None = None
     rng: torch.Generator | None = None
-    progress: bool = False
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> Annealing:
@@ -250,16 +251,11 @@ def _anneal(
     eps = torch.full((n, 1), step_size, device=z.device, dtype=z.dtype)
     avg_acc = torch.full((n, 1), TARGET_ACCEPTANCE, device=z.device, dtype=z.dtype)
     accepted = torch.zeros((), device=z.device, dtype=z.dtype)
-    ts: Any = range(1, steps + 1)
-    if run.progress:
-        from tqdm.auto import tqdm
-
-        ts = tqdm(ts, desc=desc, unit="step")
-    for t in ts:
+    for t in progress.track(range(1, steps + 1), desc, unit="steps"):
         # the weight uses the state before the transition at beta_t (Neal 2001)
         log_w = log_w + (betas[t] - betas[t - 1]) * ll
-        if t == steps:
-            break  # a transition at the last distribution would not change the weights
+        if t == steps:  # a transition at the last distribution would not change the weights
+            continue  # (the last step: continue, not break, so its progress counts it done)
         z, ll, g, acc = _hmc(lik, z, ll, g, betas[t], eps, leapfrog, jitter, rng)  # type: ignore
         acc = acc.to(z.dtype).unsqueeze(-1)  # [N, 1]
         accepted = accepted + acc.sum()
@@ -396,7 +392,7 @@ def model_ais_log_prob(
     in the data's units (Wu et al. 2017): a continuous density, not a probability of discrete
     levels, and a stochastic lower bound in expectation. A class-conditional model is scored
     under the mixture over its classes (uniform p(y)) unless ``labels`` are given. Options
-    (``steps``, ``chains``, ``seed``, ``progress``...) as :func:`ais`."""
+    (``steps``, ``chains``, ``seed``...) as :func:`ais`."""
     if not (isinstance(model, LabelConditional) and model.conditional) or labels is not None:
         return model_ais(model, x, sigma, labels=labels, **kwargs).log_prob
     k = model.num_classes

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from dgm import progress
 from dgm.data.base import Dataset, DataSpec, Split
 from dgm.errors import ConfigError, DataError
 from dgm.io import CONFIG, WEIGHTS, atomic_save, write_json
@@ -202,7 +203,6 @@ def train_feature_net(
     patience: int = 15,
     augment: bool = True,
     seed: int = 0,
-    progress: bool = False,
     max_time: float | None = None,
     device: torch.device | str | None = None,
     **net_config: Any,
@@ -250,11 +250,7 @@ def train_feature_net(
         # cosine decay over the planned steps: the last epochs refine instead of jitter
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
         best_key, best_epoch, best_state, step, epoch = (-1.0, 0.0), 0, None, 0, 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs, desc=f"feature net ({spec.name})", unit="epoch")
+        bar = progress.task(epochs, f"feature net ({spec.name})", unit="epochs")
         out_of_time = False
         for epoch in range(1, epochs + 1):
             net.train()
@@ -281,13 +277,12 @@ def train_feature_net(
             if (acc, -val_loss) > best_key:
                 best_key, best_epoch = (acc, -val_loss), epoch
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            if bar is not None:
-                bar.update(1)
+            if progress.enabled():  # (.item() waits for a GPU: only when shown)
                 bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{acc:.4f}")
+            bar.update(1)
             if out_of_time or epoch - best_epoch >= patience:
                 break
-        if bar is not None:
-            bar.close()
+        bar.close()
     assert best_state is not None
     net.load_state_dict(best_state)
     net.eval()

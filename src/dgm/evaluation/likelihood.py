@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from dgm import progress
 from dgm.errors import ConfigError
 from dgm.models.base import GenerativeModel, check_num_samples
 from dgm.models.capabilities import EvidenceBound
@@ -26,6 +28,11 @@ QUICK_SAMPLES = 100
 # K of the test NLL that training reports at its end: the bound trained on (dgm eval RUN
 # gives the full estimate)
 TRAINING_SAMPLES = 1
+# K importance samples are made in about PARTS log_prob calls of at least MIN_PART samples
+# (per_example_nll): the same estimator, with progress inside a long batch; more calls than
+# that would mostly repeat the encoder's pass
+PARTS = 20
+MIN_PART = 100
 
 
 def bits_per_dim(nats: float, dim: int) -> float:
@@ -59,32 +66,62 @@ def per_example(
     x: Tensor,
     batch_size: int = 500,
     *,
-    progress: bool = False,
     desc: str = "scoring",
+    parts: Sequence[tuple[float, dict[str, Any]]] = ((1.0, {}),),
+    join: Callable[[list[Any]], Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """``score(batch, **kwargs)`` for every example of ``x``, batch by batch on the model's
     device, the model in eval mode; the results (a tensor ``[b, ...]`` per batch, or a tuple
-    of them) joined as float64 on the CPU. A progress bar over the batches when asked."""
+    of them) joined as float64 on the CPU.
+
+    ``parts`` splits each batch's work into calls ``score(batch, **kwargs, **part)``, one per
+    ``(share, part)``, whose results ``join`` makes one (:func:`per_example_nll` estimates
+    with K importance samples in parts). Progress (:mod:`dgm.progress`, shown by the command
+    line) counts examples and moves by each part's ``share`` of a batch."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if len(parts) > 1 and join is None:
+        raise ConfigError("per_example: several parts need a join")
     model.eval()
     device = model.device
-    starts: Any = range(0, x.shape[0], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-    parts: list[tuple[Tensor, ...]] = []
+    results: list[tuple[Tensor, ...]] = []
     single = True
-    for i in starts:
-        out = score(x[i : i + batch_size].to(device), **kwargs)
-        single = isinstance(out, Tensor)
-        parts.append((out,) if single else tuple(out))
-    if not parts:
+    with progress.task(x.shape[0], desc, unit="examples") as bar:
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i : i + batch_size].to(device)
+            outs = []
+            for share, part in parts:
+                outs.append(score(xb, **kwargs, **part))
+                bar.update(share * xb.shape[0])
+            out = outs[0] if join is None else join(outs)
+            single = isinstance(out, Tensor)
+            results.append((out,) if single else tuple(out))
+    if not results:
         return torch.empty(0, dtype=torch.float64)
-    joined = tuple(torch.cat([p[j].double().cpu() for p in parts]) for j in range(len(parts[0])))
+    joined = tuple(
+        torch.cat([r[j].double().cpu() for r in results]) for j in range(len(results[0]))
+    )
     return joined[0] if single else joined
+
+
+def sample_parts(num_samples: int) -> list[int]:
+    """K importance samples as the sizes of the ``log_prob`` calls that make them: one call up
+    to ``2 * MIN_PART`` samples, else about ``PARTS`` calls of at least ``MIN_PART``."""
+    if num_samples < 2 * MIN_PART:
+        return [num_samples]
+    size = max(MIN_PART, math.ceil(num_samples / PARTS))
+    return [min(size, num_samples - start) for start in range(0, num_samples, size)]
+
+
+def join_estimates(log_probs: list[Tensor], sizes: Sequence[int]) -> Tensor:
+    """One importance-sampled estimate from estimates over disjoint draws: with ``sizes[j]``
+    draws behind ``log_probs[j]`` (each log (1/k_j) sum w), log (1/K) sum of all the w."""
+    if len(log_probs) == 1:
+        return log_probs[0]
+    k = sum(sizes)
+    terms = torch.stack([lp.double() + math.log(s) for lp, s in zip(log_probs, sizes)])
+    return torch.logsumexp(terms, 0) - math.log(k)
 
 
 def per_example_nll(
@@ -96,16 +133,24 @@ def per_example_nll(
 ) -> Tensor:
     """-log p(x) in nats for every example of ``x`` (``[N, *shape] -> [N]``), batch by batch;
     ``num_samples`` importance samples where log p(x) is estimated (see
-    :func:`num_samples_for`)."""
+    :func:`num_samples_for`), made in parts of :func:`sample_parts` (the same estimator: K
+    = 5000 on a few hundred examples is minutes in one batch, and in parts its progress
+    moves)."""
+    kwargs.setdefault("desc", "nll")
     k = num_samples_for(model, num_samples)
-    return -per_example(model.log_prob, model, x, batch_size, **likelihood_kwargs(k), **kwargs)
+    if k is None:
+        return -per_example(model.log_prob, model, x, batch_size, **kwargs)
+    sizes = sample_parts(k)
+    parts = [(s / k, {"num_samples": s}) for s in sizes]
+    join = partial(join_estimates, sizes=sizes)
+    return -per_example(model.log_prob, model, x, batch_size, parts=parts, join=join, **kwargs)
 
 
 def evaluate_elbo(model: GenerativeModel, x: Tensor, batch_size: int = 500) -> dict[str, float]:
     """For latent-variable models: the mean negative ELBO in nats and its standard error."""
     if not isinstance(model, EvidenceBound):
         raise ConfigError(f"{model.name} has no ELBO; it is not a latent-variable model")
-    neg = -per_example(model.elbo, model, x, batch_size)
+    neg = -per_example(model.elbo, model, x, batch_size, desc="-elbo")
     n = neg.numel()
     return {
         "elbo_nats": float(neg.mean()) if n else math.nan,
@@ -154,9 +199,11 @@ __all__ = [
     "evaluate_elbo",
     "evaluate_likelihood",
     "evaluate_nll",
+    "join_estimates",
     "likelihood_kwargs",
     "num_samples_for",
     "per_example",
     "per_example_nll",
+    "sample_parts",
     "summarize_nll",
 ]

@@ -36,7 +36,7 @@ from torch import Tensor
 from dgm.data.inputs import mutate
 from dgm.errors import ConfigError, DataError
 from dgm.evaluation.classification import classifies
-from dgm.evaluation.likelihood import likelihood_kwargs, num_samples_for, per_example
+from dgm.evaluation.likelihood import per_example, per_example_nll
 
 ArrayLike = Tensor | np.ndarray | list | tuple
 
@@ -349,7 +349,6 @@ def score_inputs(
     compressor: str = "png",
     num_samples: int | None = None,
     batch_size: int = 500,
-    progress: bool = False,
 ) -> dict[str, Tensor]:
     """Every OOD score of :data:`SCORES` that applies to ``model`` and ``x`` ``[N, *shape]``:
     name -> ``[N]`` float64 on the CPU, higher = more likely OOD.
@@ -372,28 +371,21 @@ def score_inputs(
     )
     if compressor not in COMPRESSORS:
         raise ConfigError(missing["complexity"])
-    log_px = per_example(
-        model.log_prob, model, x, batch_size, progress=progress, desc="log p(x)",
-        **likelihood_kwargs(num_samples_for(model, num_samples)),
-    )  # fmt: skip
+    log_px = -per_example_nll(model, x, batch_size, num_samples, desc="log p(x)")
     nll = -log_px  # [N]
     out = {"likelihood": likelihood_score(log_px)}
     if "typicality" not in missing:
         out["typicality"] = typicality_scores(nll, estimate_entropy(reference_nll))  # type: ignore[arg-type]
     if "likelihood-ratio" not in missing:
         _check_model(background, "background model")
-        k_bg = num_samples_for(background, num_samples)
-        log_bg = per_example(
-            background.log_prob, background, x, batch_size, progress=progress,
-            desc="log p_background(x)", **likelihood_kwargs(k_bg),
-        )  # fmt: skip
+        log_bg = -per_example_nll(
+            background, x, batch_size, num_samples, desc="log p_background(x)"
+        )
         out["likelihood-ratio"] = likelihood_ratio_score(log_px, log_bg)
     if "complexity" not in missing:
         out["complexity"] = complexity_score(nll, code_length_bits(x, model.levels, compressor))
     if "hybrid" not in missing:
-        log_py = per_example(
-            model.classify, model, x, batch_size, progress=progress, desc="log p(y|x)"
-        )  # [N, C]
+        log_py = per_example(model.classify, model, x, batch_size, desc="log p(y|x)")  # [N, C]
         out["hybrid"] = hybrid_score(log_px, log_py)
     return out
 

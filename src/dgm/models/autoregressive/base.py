@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dgm import progress
 from dgm.distributions import make_likelihood
 from dgm.models.base import GenerativeModel
 
@@ -92,7 +93,9 @@ class AutoregressiveModel(GenerativeModel):
         :meth:`conditional_params` with ``state``. Every model draws with the same calls in the same
         order, so one seed gives the same samples with or without a cache."""
         x = torch.zeros(n, self.dim, device=self.device)
-        for d in range(self.dim) if order is None else order:
+        steps = range(self.dim) if order is None else order
+        # one network pass per value: minutes for big images, so shown where the CLI asks
+        for d in progress.track(steps, "sampling", total=self.dim, unit="values"):
             params = self.conditional_params(x, d, state)  # [n, P, 1]
             x[:, d] = self.likelihood.sample(params, temperature)[:, 0]
         return x
