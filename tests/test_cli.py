@@ -100,6 +100,21 @@ def test_list_names_models_and_datasets(run_cli):
 
 
 @pytest.mark.slow
+def test_a_closed_pipe_is_not_an_error():
+    """`dgm list | head -1`: the reader closing early ends the command quietly, exit 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dgm", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # as head does once it has its lines (here before any: always a close
+    # before the writes, which start after a second of imports)
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0, err
+    assert "error" not in err
+
+
 def test_same_seed_same_run(tmp_path, run_cli):
     for name in ("a", "b"):
         assert (

@@ -1,9 +1,15 @@
-"""Pictures: sample grids, training curves and 2-D densities, written atomically as PNG."""
+"""Pictures: sample grids, training curves and 2-D densities, written atomically as PNG.
+
+Each picture says what it shows: sample grids carry a title (samples or decoder means),
+reconstructions name their rows, heatmaps have a colour bar, 2-D samples are drawn over the
+data on the data's axes, and the curves put each scale in its own panel on a view that one
+early spike cannot flatten (:func:`curve_panels`, :func:`y_view`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,42 +69,218 @@ def grid_image(
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
-def save_samples(x: Tensor, spec: DataSpec, path: str | Path, title: str = "") -> None:
-    """Write samples as a picture: an image grid, a scatter plot (2-D) or a heatmap."""
-    img = grid_image(x, spec)
-    if img is not None:
-        with atomic_write(path, "wb") as f:
-            img.save(f, format="PNG")
-        return
-    fig = Figure(figsize=(5, 5), dpi=100)
-    ax = fig.subplots()
-    flat = x.detach().float().cpu().reshape(x.shape[0], -1).numpy()
-    if flat.shape[1] == 2:
-        ax.scatter(flat[:, 0], flat[:, 1], s=4, alpha=0.6)
-        ax.set_aspect("equal")
-    else:
-        ax.imshow(flat, aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_xlabel("dimension")
-        ax.set_ylabel("sample")
-    ax.set_title(title)
+def _write_figure(fig: Figure, path: str | Path) -> None:
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", bbox_inches="tight")
 
 
-def save_reconstructions(x: Tensor, recon: Tensor, spec: DataSpec, path: str | Path) -> None:
-    """Inputs and their reconstructions: rows of inputs, each followed by its reconstructions."""
+def grid_figure(
+    img: Image.Image, title: str = "", row_labels: Sequence[str] | None = None
+) -> Figure:
+    """A grid picture (:func:`grid_image`) at about one screen pixel per picture pixel, with a
+    title and, when given, a label at the left of each row of cells."""
+    dpi = 100
+    arr = np.asarray(img)
+    h, w = arr.shape[:2]
+    fig = Figure(figsize=(max(w, 160) / dpi, h / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=255,
+              interpolation="nearest")  # fmt: skip
+    ax.set_xticks([])
+    if row_labels:
+        step = h / len(row_labels)
+        ax.set_yticks([step * (i + 0.5) for i in range(len(row_labels))], list(row_labels))
+        ax.tick_params(axis="y", length=0)
+        for side in ("top", "right", "bottom", "left"):
+            ax.spines[side].set_visible(False)
+    else:
+        ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def data_view(data: Tensor, pad: float = 0.05) -> tuple[float, float, float, float]:
+    """``(x0, x1, y0, y1)``: the range of 2-D ``data`` ``[N, 2]``, widened by ``pad`` of
+    each side's span, the fixed axes samples are drawn on (so a generator that puts all
+    its mass in one corner or at the origin looks like it)."""
+    d = data.detach().float().cpu().reshape(len(data), -1)[:, :2]
+    lo, hi = d.min(0).values, d.max(0).values
+    margin = pad * (hi - lo).clamp_min(1e-3)
+    lo, hi = lo - margin, hi + margin
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+def samples_figure(
+    x: Tensor, spec: DataSpec, title: str = "", data: Tensor | None = None
+) -> Figure:
+    """The picture :func:`save_samples` writes for data that is not image-like: 2-D points
+    as a scatter (over ``data`` in grey, on axes fixed to its range by :func:`data_view`),
+    other vectors as a heatmap of samples by dimension with its colour bar."""
+    fig = Figure(figsize=(5, 5), dpi=100)
+    ax = fig.subplots()
+    flat = x.detach().float().cpu().reshape(x.shape[0], -1).numpy()
+    if flat.shape[1] == 2:
+        if data is not None and len(data):
+            x0, x1, y0, y1 = data_view(data)
+            d = data.detach().float().cpu().reshape(len(data), -1)[:, :2].numpy()
+            ax.scatter(d[:, 0], d[:, 1], s=3, alpha=0.3, color="0.6", label=f"data (n={len(d)})")
+            outside = int(
+                (
+                    (flat[:, 0] < x0) | (flat[:, 0] > x1) | (flat[:, 1] < y0) | (flat[:, 1] > y1)
+                ).sum()
+            )
+            ax.scatter(flat[:, 0], flat[:, 1], s=4, alpha=0.7, color="C0",
+                       label=f"samples (n={len(flat)})")  # fmt: skip
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
+            if outside:  # the view is the data's: say what falls out of it
+                title = f"{title}\n{outside} of {len(flat)} samples outside the data's range"
+            ax.legend(loc="upper right", fontsize=8)
+        else:
+            ax.scatter(flat[:, 0], flat[:, 1], s=4, alpha=0.6)
+        ax.set_aspect("equal")
+    else:
+        im = ax.imshow(flat, aspect="auto", cmap="viridis", interpolation="nearest")
+        fig.colorbar(im, ax=ax, label="value")
+        ax.set_xlabel("dimension")
+        ax.set_ylabel("sample")
+    ax.set_title(title)
+    return fig
+
+
+def save_samples(
+    x: Tensor, spec: DataSpec, path: str | Path, title: str = "", data: Tensor | None = None
+) -> None:
+    """Write samples as a picture: an image grid under ``title``, a scatter plot (2-D; over
+    ``data`` on its range when given, see :func:`samples_figure`) or a heatmap."""
+    img = grid_image(x, spec)
+    fig = grid_figure(img, title) if img is not None else samples_figure(x, spec, title, data)
+    _write_figure(fig, path)
+
+
+def reconstructions_figure(x: Tensor, recon: Tensor, spec: DataSpec, title: str = "") -> Figure:
+    """Rows of inputs, each followed by the row of their reconstructions, every row labelled
+    ``input`` or ``reconstruction``."""
     cols = min(len(x), 8)
     rows = [t for i in range(0, len(x), cols) for t in (x[i : i + cols], recon[i : i + cols])]
     img = grid_image(torch.cat(rows), spec, cols=cols)
     if img is None:
         raise ValueError(f"reconstructions need image-like data, got shape {spec.shape}")
-    with atomic_write(path, "wb") as f:
-        img.save(f, format="PNG")
+    labels = ["input" if i % 2 == 0 else "reconstruction" for i in range(len(rows))]
+    return grid_figure(img, title, row_labels=labels)
+
+
+def save_reconstructions(
+    x: Tensor, recon: Tensor, spec: DataSpec, path: str | Path, title: str = ""
+) -> None:
+    """Inputs and their reconstructions (:func:`reconstructions_figure`) as a PNG."""
+    _write_figure(reconstructions_figure(x, recon, spec, title), path)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of loss.png: quantities on one scale, ``(record key, legend label)`` each;
+    ``best`` names the key whose minimum marks the best epoch."""
+
+    title: str
+    ylabel: str
+    keys: tuple[tuple[str, str], ...]
+    best: str | None = None
+
+
+def _series(records: Sequence[dict], key: str) -> list[tuple[int, float]]:
+    """``(epoch, value)`` of ``key`` over the records; ``val_accuracy`` is 1 - ``val_error``
+    where only the error was logged."""
+    pts = []
+    for r in records:
+        v = r.get(key)
+        if v is None and key == "val_accuracy" and r.get("val_error") is not None:
+            v = 1.0 - r["val_error"]
+        if v is not None:
+            pts.append((r["epoch"], float(v)))
+    return pts
+
+
+def curve_panels(records: Sequence[dict]) -> list[Panel]:
+    """The panels of loss.png, one per scale, holding only quantities the records have.
+
+    A model that picks its best epoch by a joint objective (a hybrid's lambda log p(x) +
+    log p(y|x), ``val_objective``) trains on that objective, so the training loss shares its
+    panel, and the NLL (about D times larger) gets its own; otherwise the training loss and
+    the validation NLL are both nats per example and share one. Classifiers add their
+    validation accuracy, a number in [0, 1]."""
+    has = {k for r in records for k, v in r.items() if v is not None}
+    if "val_objective" in has:
+        panels = [
+            Panel("training objective", "objective per example",
+                  (("train_loss", "train"), ("val_objective", "validation")), "val_objective"),
+            Panel("validation NLL", "nats per example", (("val_nll", "validation NLL"),)),
+        ]  # fmt: skip
+    else:
+        panels = [
+            Panel("loss", "nats per example",
+                  (("train_loss", "train loss"), ("val_nll", "validation NLL")), "val_nll"),
+        ]  # fmt: skip
+    if has & {"val_accuracy", "val_error"}:
+        panels.append(Panel("classification", "accuracy", (("val_accuracy", "validation"),)))
+    if "val_error" in has:
+        has.add("val_accuracy")
+    return [p for p in panels if any(k in has for k, _ in p.keys)]
+
+
+def y_view(values: Sequence[float], decades: float = 1.0) -> tuple[str, tuple[float, float] | None]:
+    """How to show ``values`` on a y-axis: ``("linear", limits)`` or ``("log", None)``.
+
+    A few values far above the bulk (at most a tenth of them beyond the third quartile plus
+    three interquartile ranges: an early spike) are left out of a linear view that keeps the
+    minimum in sight, the part of a loss curve worth reading; otherwise values all positive
+    and spanning more than ``decades`` decades get a log scale, and the rest matplotlib's own
+    linear limits (``limits`` None)."""
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return "linear", None
+    q1, q3 = np.percentile(v, [25, 75])
+    iqr = q3 - q1 if q3 > q1 else 0.05 * max(abs(q3), 1e-6)
+    top = float(q3 + 3 * iqr)
+    outliers = int((v > top).sum())
+    if 0 < outliers <= 0.1 * v.size:
+        bottom = float(v.min())
+        pad = 0.05 * (top - bottom)
+        return "linear", (bottom - pad, top + pad)
+    if v.min() > 0 and v.max() / v.min() > 10**decades:
+        return "log", None
+    return "linear", None
+
+
+def _plot_panel(ax: Any, records: Sequence[dict], keys: Sequence[tuple[str, str]]) -> str:
+    """Draw ``keys`` per epoch on ``ax`` on the scale :func:`y_view` picks; returns a note
+    on what the view leaves out ("" when nothing)."""
+    values: list[float] = []
+    for key, label in keys:
+        pts = _series(records, key)
+        if pts:
+            ep, val = zip(*pts)
+            values += val
+            ax.plot(ep, val, label=label, marker="." if len(pts) < 40 else None)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    scale, limits = y_view(values)
+    note = ""
+    if scale == "log":
+        ax.set_yscale("log")
+    elif limits is not None:
+        ax.set_ylim(*limits)
+        above = sum(1 for x in values if x > limits[1])
+        note = f"{above} value{'s' if above > 1 else ''} above the view"
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    return note
 
 
 def _plot_keys(ax: Any, records: Sequence[dict], keys: Sequence[tuple[str, str]]) -> None:
     for key, label in keys:
-        pts = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+        pts = _series(records, key)
         if pts:
             ep, val = zip(*pts)
             ax.plot(ep, val, label=label, marker="." if len(pts) < 40 else None)
@@ -113,9 +295,9 @@ def save_game_curves(records: Sequence[dict], path: str | Path, title: str = "")
     (training and validation), the first things to look at when a GAN misbehaves."""
     fig = Figure(figsize=(10, 4), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
-    _plot_keys(ax1, records, (("d_loss", "D loss"), ("g_loss", "G loss")))
+    note = _plot_panel(ax1, records, (("d_loss", "D loss"), ("g_loss", "G loss")))
     ax1.set_ylabel("loss")
-    ax1.set_title(title)
+    ax1.set_title(f"{title} ({note})" if note else title)
     _plot_keys(
         ax2,
         records,
@@ -123,34 +305,31 @@ def save_game_curves(records: Sequence[dict], path: str | Path, title: str = "")
          ("val_d_real", "D(real), validation"), ("val_d_fake", "D(fake), validation")),
     )  # fmt: skip
     ax2.set_ylabel("D's output (probability, or critic value)")
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", bbox_inches="tight")
+    _write_figure(fig, path)
 
 
 def save_curves(records: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """Training loss and validation NLL per epoch (nats) from metrics.jsonl records; the
-    game's curves (:func:`save_game_curves`) for two-player models."""
+    """The curves of metrics.jsonl records, one panel per scale (:func:`curve_panels`), each
+    on a log or clipped view (:func:`y_view`); the game's curves (:func:`save_game_curves`)
+    for two-player models."""
     if any(r.get("d_loss") is not None for r in records):
         save_game_curves(records, path, title)
         return
-    fig = Figure(figsize=(6, 4), dpi=100)
-    ax = fig.subplots()
-    for key, label in (("train_loss", "train loss"), ("val_nll", "validation NLL")):
-        pts = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+    panels = curve_panels(records) or [Panel("loss", "nats per example", ())]
+    fig = Figure(figsize=(5 * len(panels), 4), dpi=100, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels))).reshape(-1)
+    for ax, panel in zip(axes, panels):
+        note = _plot_panel(ax, records, panel.keys)
+        pts = _series(records, panel.best) if panel.best else []
         if pts:
-            ep, val = zip(*pts)
-            ax.plot(ep, val, label=label, marker="." if len(pts) < 40 else None)
-    best = [r for r in records if r.get("val_nll") is not None]
-    if best:
-        b = min(best, key=lambda r: r["val_nll"])
-        ax.axvline(b["epoch"], color="gray", ls=":", lw=1, label=f"best epoch {b['epoch']}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per example")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", bbox_inches="tight")
+            epoch = min(pts, key=lambda p: p[1])[0]
+            ax.axvline(epoch, color="gray", ls=":", lw=1, label=f"best epoch {epoch}")
+            ax.legend()
+        ax.set_ylabel(panel.ylabel)
+        ax.set_title(f"{panel.title} ({note})" if note else panel.title, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    _write_figure(fig, path)
 
 
 def save_density(
@@ -185,7 +364,8 @@ def save_density(
     for ax, p, name in ((axes[0], pts, "data"), (axes[1], smp, "samples")):
         ax.scatter(p[:, 0].numpy(), p[:, 1].numpy(), s=2, alpha=0.5)
         ax.set_title(f"{name} (n={len(p)})")
-    axes[2].imshow(dens.numpy(), origin="lower", extent=extent, cmap="magma", aspect="auto")
+    im = axes[2].imshow(dens.numpy(), origin="lower", extent=extent, cmap="magma", aspect="auto")
+    fig.colorbar(im, ax=axes[2], label="p(x)")
     axes[2].set_title(f"learned density (mass in view {mass:.3f})")
     for ax in axes:
         ax.set_xlim(extent[0], extent[1])

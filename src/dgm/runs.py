@@ -16,6 +16,7 @@ density.png        the density of a 2-D model, next to the data and its samples
 results.json       the final numbers, for machines
 summary.md         the final numbers, for people
 features/          the feature network sample-quality metrics use (trained once)
+logs/              Lightning's CSV or TensorBoard logs, with ``logger`` csv or tensorboard
 =================  ==========================================================================
 """
 
@@ -50,6 +51,7 @@ RESULTS = "results.json"
 SUMMARY = "summary.md"
 FEATURES = "features"
 RECONSTRUCTIONS = "reconstructions.png"
+LOGS = "logs"
 
 
 class _File:
@@ -91,6 +93,7 @@ class RunFolder(os.PathLike):
     summary_file = _File(SUMMARY)
     features = _File(FEATURES)  # the folder of the run's feature network (sample quality)
     reconstructions_plot = _File(RECONSTRUCTIONS)
+    logs = _File(LOGS)  # the folder of Lightning's loggers (one version_N per session)
 
     def samples_for_seed(self, seed: int) -> Path:
         """Where ``dgm sample`` writes its grid by default."""

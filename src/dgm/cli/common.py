@@ -59,6 +59,48 @@ def check_positive(value: int | None, flag: str) -> None:
         raise ConfigError(f"{flag} must be >= 1, got {value}")
 
 
+def check_number(value: float | None, flag: str, allow_zero: bool = False) -> None:
+    """``value`` (when given) is a finite number > 0 (>= 0 with ``allow_zero``)."""
+    import math
+
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{flag} must be a number {bound}, got {value:g}")
+
+
+def check_output(path: str | Path | None, flag: str, folder: bool = False) -> None:
+    """Fail in one line, before any work, when ``path`` cannot be written: its folder is
+    missing, is a file or is not writable, or the path is a folder. ``folder=True`` is for a
+    folder the command creates with its parents (a run folder): then the nearest existing
+    ancestor must be a writable folder."""
+    import os
+
+    if path is None:
+        return
+    p = Path(path)
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{flag} {p} is a file; choose a folder")
+        base = p
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        if not base.is_dir():
+            raise ConfigError(f"{flag} {p}: {base} is a file, so the folder cannot be made")
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {p}: {base} is not writable")
+        return
+    parent = p.parent
+    if p.is_dir():
+        raise ConfigError(f"{flag} {p} is a folder; give a file name")
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise ConfigError(f"{flag} {p}: the folder {parent} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError(f"{flag} {p}: not writable")
+
+
 def device(name: str) -> str:
     """``auto`` -> cuda when there is one, else cpu; a missing cuda is a usage error."""
     import torch
@@ -84,12 +126,15 @@ class LoadedRun:
         return dict(self.config.get("data") or {})
 
     def dataset(self, name: str | None = None, data_dir: str | None = None) -> Dataset:
-        """The run's data (or ``name`` from ``data_dir``, defaulting to the run's folder)."""
+        """The run's data (or ``name`` from ``data_dir``, defaulting to the run's folder); the
+        run's own data with the levels it was trained on (its --data-levels/--data-continuous)."""
         from dgm.data import load_dataset
 
         meta = self.data_meta
+        own = name is None or str(name) == meta.get("name")
+        levels = {k: meta[k] for k in ("levels", "continuous") if k in meta} if own else {}
         return load_dataset(
-            str(name or meta.get("name", "digits")), data_dir or meta.get("data_dir")
+            str(name or meta.get("name", "digits")), data_dir or meta.get("data_dir"), **levels
         )
 
     def data_name(self, name: str | None = None) -> str:

@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument(
         "--out", default=None, metavar="FILE.png", help="default: RUN/reconstructions.png"
     )
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="seeds any draws (default: 0)")
     common.add_device(r)
 
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     common.check_positive(args.n, "-n")
     if args.out is not None and Path(args.out).suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: use a .png file name")
+    common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
     out = Path(args.out) if args.out else loaded.folder.reconstructions_plot
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     with torch.no_grad():
         recon = model.reconstruct(x.to(model.device)).cpu()
-    save_reconstructions(x, recon, dataset.spec, out)
+    title = f"{model.name}: inputs ({args.split} split) and their reconstructions"
+    save_reconstructions(x, recon, dataset.spec, out, title=title)
     print(f"wrote {len(x)} inputs and their reconstructions to {out}")
     return common.EXIT_OK

@@ -1,13 +1,18 @@
-"""``dgm sample RUN``: draw samples from a run's model, as a picture or an array."""
+"""``dgm sample RUN``: draw samples from a run's model, as a picture or an array (.npy, .npz,
+.csv). Models with a decoder (:class:`~dgm.models.capabilities.DecoderMean`) show pictures of
+decoder means E[x|z] by default; ``--mode sample`` shows draws of p(x|z)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dgm.cli import common
 from dgm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dgm.models.capabilities import LabelConditional
 
 
 def add_parser(sub: Any) -> None:
@@ -17,23 +22,111 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--out",
         default=None,
-        metavar="FILE.png|FILE.npy",
-        help="where to write them (default: RUN/samples-seedS.png)",
+        metavar="FILE.png|FILE.npy|FILE.npz|FILE.csv",
+        help="where to write them: a picture, or an array (.csv: one row per sample, "
+        "flattened, with a header) (default: RUN/samples-seedS.png)",
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seeds the draws (default: 0)")
     s.add_argument(
         "--temperature",
         type=float,
         default=None,
-        help="sampling temperature where the model supports it",
+        help="sampling temperature where the model supports it, >= 0; 0 takes the most "
+        "likely value (default: 1)",
+    )
+    s.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="mean: the decoder's mean E[x|z] at z ~ p(z), smooth (models with a decoder); "
+        "sample: x ~ p(x|z), what the likelihood scores (default: mean for pictures of models "
+        "with a decoder without --temperature, else sample)",
     )
     s.add_argument(
         "--label",
-        type=int,
         default=None,
-        help="class of every sample, for class-conditional models",
+        metavar="NAME|INDEX",
+        help="class of every sample, for class-conditional models: one of the run's class "
+        "names, or an index 0..K-1",
     )
     common.add_device(s)
+
+
+MODES = ("mean", "sample")
+ARRAYS = (".npy", ".npz", ".csv")
+
+
+def choose_mode(model: Any, mode: str | None, suffix: str, temperature: float | None) -> str:
+    """``mean`` or ``sample``: as asked, else ``mean`` for a picture of a model with a decoder
+    mean (a grid of draws of p(x|z) is mostly its per-pixel noise) unless a temperature is
+    given (it acts on the draws); arrays get draws, whole levels in the data's space as
+    ``model.sample`` promises."""
+    from dgm.models.capabilities import DecoderMean
+
+    has_mean = isinstance(model, DecoderMean)
+    if mode == "mean":
+        if not has_mean:
+            raise ConfigError(f"{model.name} has no decoder mean; use --mode sample")
+        if temperature is not None:
+            raise ConfigError("--temperature acts on draws; drop it or use --mode sample")
+        return "mean"
+    if mode == "sample":
+        return "sample"
+    picture = suffix not in ARRAYS
+    return "mean" if has_mean and picture and temperature is None else "sample"
+
+
+def _write_array(x: Any, out: Path) -> None:
+    """``x`` ``[n, *shape]`` as .npy, .npz (key ``samples``) or .csv (one row per sample,
+    flattened, with a header ``x0,x1,...``), atomically."""
+    import numpy as np
+
+    from dgm.io import atomic_write
+
+    arr = x.numpy()
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        with atomic_write(out, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+    elif suffix == ".npz":
+        with atomic_write(out, "wb") as f:
+            np.savez(f, samples=arr)
+    else:
+        flat = arr.reshape(len(arr), -1)
+        header = ",".join(f"x{i}" for i in range(flat.shape[1]))
+        integral = bool(np.all(flat == np.round(flat)))
+        with atomic_write(out, "w") as f:
+            np.savetxt(f, flat, delimiter=",", header=header, comments="",
+                       fmt="%d" if integral else "%.8g")  # fmt: skip
+
+
+def _label_index(loaded: common.LoadedRun, model: LabelConditional, label: str) -> tuple[int, str]:
+    """``--label`` as (class index, class name): one of the run's class names, or an index."""
+    from dgm.data import DataSpec
+
+    spec_dict = loaded.data_meta.get("spec")
+    if spec_dict:
+        spec = DataSpec.from_dict(spec_dict)
+    else:  # a run saved without its data spec: indices only
+        spec = DataSpec(
+            name=loaded.data_name(),
+            shape=tuple(loaded.model.event_shape),
+            levels=loaded.model.levels,
+            num_classes=model.num_classes,
+        )
+    index = spec.class_index(label)
+    return index, spec.label_name(index)
+
+
+def _data_for_view(loaded: common.LoadedRun) -> Any:
+    """The run's test data (at most 5000 points) for the axes of a 2-D picture; None when the
+    data cannot be read any more (the picture then takes the samples' own range)."""
+    from dgm.errors import DgmError
+
+    try:
+        return loaded.dataset().test.x[:5000]
+    except DgmError:
+        return None
 
 
 def _is_2d_density(loaded: common.LoadedRun) -> bool:
@@ -49,20 +142,24 @@ def _is_2d_density(loaded: common.LoadedRun) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from dgm.data import DataSpec
-    from dgm.io import atomic_write
-    from dgm.models.capabilities import LabelConditional
+    from dgm.models.capabilities import DecoderMean, LabelConditional
     from dgm.plotting import save_samples
 
     common.check_positive(args.n, "-n")
+    common.check_number(args.temperature, "--temperature", allow_zero=True)
+    if args.out is not None:  # before the model loads: nothing drawn for nothing
+        if Path(args.out).suffix.lower() not in (".png", *ARRAYS):
+            raise ConfigError(
+                f"--out {args.out}: use a .png (picture), .npy, .npz or .csv (array) file name"
+            )
+        common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
     out = Path(args.out) if args.out else loaded.folder.samples_for_seed(args.seed)
-    if out.suffix.lower() not in (".png", ".npy"):
-        raise ConfigError(f"--out {out}: use a .png (picture) or .npy (array) file name")
+    mode = choose_mode(model, args.mode, out.suffix.lower(), args.temperature)
     torch.manual_seed(args.seed)
     kwargs: dict[str, Any] = {}
     if args.temperature is not None:
@@ -70,11 +167,15 @@ def run(args: argparse.Namespace) -> int:
     if args.label is not None:
         if not isinstance(model, LabelConditional):
             raise ConfigError(f"{model.name} takes no --label when sampling; drop it")
-        kwargs["labels"] = args.label
-    x = model.sample(args.n, **kwargs).cpu()
-    if out.suffix.lower() == ".npy":
-        with atomic_write(out, "wb") as f:
-            np.save(f, x.numpy(), allow_pickle=False)
+        kwargs["labels"], label_name = _label_index(loaded, model, args.label)
+    if mode == "mean" and isinstance(model, DecoderMean):
+        x, what = model.sample_mean(args.n).cpu(), "decoder means E[x|z]"
+    else:
+        x, what = model.sample(args.n, **kwargs).cpu(), "samples"
+        if "labels" in kwargs:
+            what += f" of class {label_name}"
+    if out.suffix.lower() in ARRAYS:
+        _write_array(x, out)
     elif _is_2d_density(loaded):
         from dgm.plotting import save_density
 
@@ -89,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             if spec_dict
             else DataSpec(name="samples", shape=model.event_shape, levels=model.levels)
         )
-        save_samples(x, spec, out, title=f"{model.name} samples")
-    print(f"wrote {args.n} samples to {out}")
+        # 2-D points are drawn over the data, on its range: a collapsed model looks collapsed
+        data = _data_for_view(loaded) if tuple(spec.shape) == (2,) else None
+        save_samples(x, spec, out, title=f"{model.name}: {what}", data=data)
+    print(f"wrote {args.n} {what} to {out}")
     return common.EXIT_OK

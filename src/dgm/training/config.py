@@ -7,6 +7,9 @@ from typing import Literal
 
 from dgm.config import opt
 
+# what `logger` takes: Lightning's CSVLogger and TensorBoardLogger (dgm.training.loggers)
+LOGGERS = ("none", "csv", "tensorboard")
+
 
 @dataclass
 class TrainConfig:
@@ -41,8 +44,17 @@ class TrainConfig:
     devices: str = opt("auto", "a number, a list, or auto (passed to Lightning)")
     num_nodes: int = opt(1, "machines (passed to Lightning)")
     strategy: str = opt("auto", "auto | ddp | ddp_spawn | ... (passed to Lightning)")
-    precision: str = opt("32", "32 | bf16-mixed | 16-mixed (passed to Lightning)")
+    precision: str = opt(
+        "auto",
+        "auto (bf16-mixed where the hardware has bf16 units and the family is proven equal, "
+        "else 32) | 32 | bf16-mixed | 16-mixed (passed to Lightning)",
+    )
     compile: bool = opt(False, "torch.compile the model for training")
+    logger: Literal["none", "csv", "tensorboard"] = opt(
+        "none",
+        "none | csv | tensorboard: Lightning's logger, writing to RUN/logs/ (metrics.jsonl is "
+        "written either way)",
+    )
     test: bool = opt(True, "evaluate the best model on the test split at the end")
 
     def __post_init__(self) -> None:
@@ -50,6 +62,10 @@ class TrainConfig:
 
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError("epochs, batch_size and eval_batch_size must be >= 1")
+        if self.max_time < 0:
+            raise ConfigError(f"max_time must be >= 0 (0 = no limit), got {self.max_time}")
+        if self.logger not in LOGGERS:
+            raise ConfigError(f"logger {self.logger!r} unknown; use {', '.join(LOGGERS)}")
         if self.epoch_batches < 0:
             raise ConfigError(f"epoch_batches must be >= 0, got {self.epoch_batches}")
         if self.lr <= 0:
@@ -59,6 +75,7 @@ class TrainConfig:
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.precision not in (
+            "auto",
             "32",
             "32-true",
             "64",
@@ -69,7 +86,7 @@ class TrainConfig:
             "16-true",
         ):
             raise ConfigError(
-                f"precision {self.precision!r} unknown; use 32, bf16-mixed or 16-mixed"
+                f"precision {self.precision!r} unknown; use auto, 32, bf16-mixed or 16-mixed"
             )
         if self.accelerator not in ("cpu", "gpu", "cuda", "mps", "auto", "tpu"):
             raise ConfigError(f"accelerator {self.accelerator!r} unknown; use cpu, gpu or auto")

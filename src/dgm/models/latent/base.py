@@ -32,10 +32,11 @@ from dgm.distributions.base import (
     LikelihoodName,
     make_likelihood,
 )
+from dgm.distributions.categorical import Categorical
 from dgm.distributions.gaussian import Gaussian
 from dgm.errors import ConfigError
 from dgm.models.base import Batch, GenerativeModel, check_num_samples, unpack
-from dgm.models.capabilities import Autoencoder, EvidenceBound, Scheduled
+from dgm.models.capabilities import Autoencoder, DecoderMean, EvidenceBound, Scheduled
 from dgm.models.latent.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from dgm.models.latent.priors import (
     PRIORS,
@@ -192,7 +193,24 @@ class DrawsLike(Protocol):
 Scorer = Callable[[Tensor], Tensor]
 
 
-class LatentModel(GenerativeModel, Autoencoder, EvidenceBound, Scheduled):
+def likelihood_mean(likelihood: Likelihood | Gaussian, params: Tensor) -> Tensor:
+    """E[x] under the likelihood at ``params`` ``[B, P, *event]``: ``[B, *event]``, the mean
+    for a Gaussian, the expected level sum_k k p(k) for discrete data (a real number)."""
+    if isinstance(likelihood, Gaussian):
+        return likelihood.sample(params, temperature=0)  # its mean
+    if isinstance(likelihood, Categorical):  # one softmax instead of one pass per level
+        probs = torch.softmax(params.float(), dim=1)  # [B, K, *event]
+        levels = torch.arange(likelihood.levels, device=params.device, dtype=probs.dtype)
+        return (probs * levels.view(1, -1, *([1] * (params.dim() - 2)))).sum(1)
+    shape = params.shape[:1] + params.shape[2:]
+    mean = torch.zeros(shape, dtype=torch.float32, device=params.device)
+    for k in range(1, likelihood.levels):  # level 0 adds nothing
+        level = torch.full(shape, float(k), dtype=params.dtype, device=params.device)
+        mean += k * likelihood.log_prob_per_dim(params, level).float().exp()
+    return mean
+
+
+class LatentModel(GenerativeModel, Autoencoder, DecoderMean, EvidenceBound, Scheduled):
     """Base of the VAE family: builds ``likelihood`` (p(x|code)), ``encoder`` (x -> h) and
     ``decoder`` (code -> likelihood parameters). A subclass adds its posterior and prior and
     defines :meth:`draws`, :meth:`log_weights`, :meth:`kl_term` and :meth:`encode`; from them
@@ -228,6 +246,10 @@ class LatentModel(GenerativeModel, Autoencoder, EvidenceBound, Scheduled):
 
     def encode(self, x: Tensor) -> Tensor:
         """A code per example, as :meth:`decode` reads it."""
+        raise NotImplementedError
+
+    def prior_codes(self, n: int) -> Tensor:
+        """``n`` codes z ~ p(z) as the decoder reads them ``[n, code]``."""
         raise NotImplementedError
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -341,6 +363,11 @@ class LatentModel(GenerativeModel, Autoencoder, EvidenceBound, Scheduled):
         elbo = self.elbo(x)
         return {"nll": -elbo, "elbo": elbo}
 
+    @torch.no_grad()
+    def sample_mean(self, n: int) -> Tensor:
+        """E[x|z] at ``n`` draws z ~ p(z) (:meth:`prior_codes`): ``[n, *shape]``."""
+        return likelihood_mean(self.likelihood, self.decoder(self.prior_codes(n).to(self._dtype)))
+
     # -- the compression view ------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
@@ -379,6 +406,7 @@ __all__ = [
     "Scorer",
     "VAELikelihood",
     "iwae_bound",
+    "likelihood_mean",
     "make_backbone",
     "make_likelihood_for",
     "make_prior",

@@ -216,10 +216,15 @@ class HVAE(LatentModel):
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """z2 ~ p(z2), z1 ~ p(z1|z2), then x ~ p(x|z1,z2) (``temperature`` applies to the
         likelihood; 0: its mode or mean): ``[n, *shape]`` in the data's space."""
+        return self.likelihood.sample(self.decoder(self.prior_codes(n)), temperature)
+
+    def prior_codes(self, n: int) -> Tensor:
+        """z2 ~ p(z2), z1 ~ p(z1|z2): ``[n, latent + latent2]``, z1 first as :meth:`decode`
+        reads it."""
         z2 = self.prior.sample(n).to(self._dtype)  # [n, K2]
         mu1, log_std1 = self._p1(z2)
         z1 = mu1 + torch.exp(log_std1) * torch.randn_like(mu1)  # [n, K1]
-        return self.likelihood.sample(self.decoder(torch.cat([z1, z2], -1)), temperature)
+        return torch.cat([z1, z2], -1)
 
     def encode(self, x: Tensor) -> Tensor:
         """A code per example ``[B, latent + latent2]``: ``[mean of q(z1 | x, z2 = m2), m2]``

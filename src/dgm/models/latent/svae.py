@@ -181,9 +181,11 @@ class SVAE(LatentModel):
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """z uniform on the sphere, then x ~ p(x|z) (``temperature`` applies to the likelihood;
         0: its mode or mean): ``[n, *shape]`` in the data's space."""
-        anchor = self.loc_head.weight
-        z = self.uniform_prior(anchor).sample((n,))  # [n, m]
-        return self.likelihood.sample(self.decoder(z), temperature)
+        return self.likelihood.sample(self.decoder(self.prior_codes(n)), temperature)
+
+    def prior_codes(self, n: int) -> Tensor:
+        """z uniform on the sphere: ``[n, m]``."""
+        return self.uniform_prior(self.loc_head.weight).sample((n,))
 
     def encode(self, x: Tensor) -> Tensor:
         """A code per example ``[B, m]``: the posterior's mean direction (a unit vector)."""

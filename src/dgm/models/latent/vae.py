@@ -117,6 +117,7 @@ class VAE(LatentModel):
     (z -> likelihood parameters) and ``likelihood`` (p(x|z))."""
 
     Config = VAEConfig
+    bf16_proven = True  # tests/test_precision.py
     config: VAEConfig
 
     def __init__(self, config: VAEConfig) -> None:
@@ -211,8 +212,12 @@ class VAE(LatentModel):
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """z ~ p(z), then x ~ p(x|z) (``temperature`` applies to the likelihood; 0: its mode
         or mean): ``[n, *shape]`` in the data's space."""
-        z = self.prior.sample(n).to(self._dtype)
+        z = self.prior_codes(n).to(self._dtype)
         return self.likelihood.sample(self.decoder(z), temperature)
+
+    def prior_codes(self, n: int) -> Tensor:
+        """z ~ p(z): ``[n, K]``."""
+        return self.prior.sample(n)
 
     def encode(self, x: Tensor) -> Tensor:
         """A code per example ``[B, K]``: the posterior mean (flows: the flow of q_0's mean)."""

@@ -39,7 +39,8 @@ from dgm.distributions.base import (
 from dgm.distributions.categorical import Categorical
 from dgm.errors import ConfigError, DataError
 from dgm.models.base import Batch, DiscreteConfig, GenerativeModel, check_num_samples, unpack
-from dgm.models.capabilities import Autoencoder
+from dgm.models.capabilities import Autoencoder, DecoderMean
+from dgm.models.latent.base import likelihood_mean
 from dgm.models.latent.vq import VectorQuantizer, VQDecoder, VQEncoder, auto_downsample
 from dgm.nn.activations import Activation
 from dgm.nn.pixelcnn import GatedPixelCNNNet
@@ -96,7 +97,7 @@ class VQVAEConfig(DiscreteConfig):
 
 
 @register("vqvae", "latent", "VQ-VAE: discrete codes, EMA codebook, gated PixelCNN code prior")
-class VQVAE(GenerativeModel, Autoencoder):
+class VQVAE(GenerativeModel, Autoencoder, DecoderMean):
     """``encoder`` (x -> z_e ``[B, D, h, w]``), ``quantizer`` (z_e -> codes, z_q), ``decoder``
     (z_q -> likelihood parameters), ``likelihood`` (p(x | codes)) and ``prior`` (a gated
     PixelCNN over one-hot codes, ``[B, K, h, w] -> [B, K, h, w]`` logits)."""
@@ -234,6 +235,12 @@ class VQVAE(GenerativeModel, Autoencoder):
         codes = self.sample_codes(n, temperature)
         params = self.decoder(self.quantizer.lookup(codes).to(self._dtype))
         return self.likelihood.sample(params, temperature)
+
+    @torch.no_grad()
+    def sample_mean(self, n: int) -> Tensor:
+        """E[x | c] at ``n`` code maps c ~ p(c): ``[n, *shape]`` expected levels."""
+        params = self.decoder(self.quantizer.lookup(self.sample_codes(n)).to(self._dtype))
+        return likelihood_mean(self.likelihood, params)
 
     # -- the compression view ---------------------------------------------------------------
     @torch.no_grad()
