@@ -64,6 +64,8 @@ def entries() -> list[Entry]:
 
 
 def create(name: str, **config: Any) -> GenerativeModel:
-    """Build model ``name`` from config values (strings from the command line are parsed)."""
+    """Build model ``name`` from config values (strings from the command line are parsed), in
+    eval mode as :func:`dgm.load` gives one: ``log_prob`` of a new model is the model's, without
+    dropout; a training loop of one's own calls ``model.train()`` first."""
     entry = get(name)
-    return entry.cls.from_config(config)
+    return entry.cls.from_config(config).eval()

@@ -4,10 +4,15 @@ What a model can do beyond it is declared with the classes of :mod:`dgm.models.c
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -47,6 +52,117 @@ def check_num_samples(k: int) -> None:
         raise ConfigError(f"num_samples (--num-samples) must be >= 1, got {k}")
 
 
+# -- the guard on the public contract -------------------------------------------------------
+# log_prob and sample are what users call from Python, with whatever they have at hand (a numpy
+# array, x / 255, a model fresh from dgm.create in training mode). Every subclass's own
+# log_prob and sample are wrapped once, when the class is made (GenerativeModel.__init_subclass__):
+# inputs become tensors and are checked against the model's shape and levels, sample runs in
+# eval mode. Inner calls (a hybrid's parts, super().log_prob) and the trainer's batches, which
+# were checked when the data loaded, skip the checks: a plain flag, which torch.compile reads
+# as a constant, rather than a per-batch min/max that would sync a GPU every step.
+_trusted = 0
+
+
+@contextmanager
+def trusted_inputs() -> Iterator[None]:
+    """Calls inside take their inputs as given: no conversion, no checks, no mode switch (the
+    trainer's batches, checked once when the data loaded)."""
+    global _trusted
+    _trusted += 1
+    try:
+        yield
+    finally:
+        _trusted -= 1
+
+
+def as_examples(model: GenerativeModel, x: Any) -> Tensor:
+    """``x`` (a tensor, numpy array or nested list ``[B, *event_shape]``) as a float tensor on
+    the model's device, checked: shape, finite values and, for discrete data, whole numbers in
+    ``0..levels-1``. The one check of a user's examples; the CLI's checks say the same."""
+    batch = f"[B, {', '.join(map(str, model.event_shape))}]"
+    if isinstance(x, np.ndarray | list | tuple):
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{model.name}: examples must be numbers {batch} ({e})") from None
+    if not isinstance(x, Tensor):
+        raise DataError(
+            f"{model.name}: examples must be a tensor, numpy array or list of shape {batch}, "
+            f"got {type(x).__name__}"
+        )
+    if not x.is_floating_point():
+        x = x.float()
+    if tuple(x.shape) == model.event_shape:
+        raise DataError(
+            f"{model.name} scores a batch {batch}; got one example of shape "
+            f"{tuple(x.shape)}: pass x[None]"
+        )
+    model.check_input(x)
+    if not x.numel():
+        return x.to(model.device)
+    low, high = x.min().item(), x.max().item()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise DataError(f"{model.name}: the examples hold NaN or infinite values")
+    levels = model.levels
+    if levels is not None:
+        span = f"[{low:g}, {high:g}]"
+        if low < 0 or high > levels - 1:
+            raise DataError(
+                f"{model.name} models {levels} levels (whole numbers 0..{levels - 1}); "
+                f"the values span {span}"
+            )
+        if bool((x != x.round()).any()):
+            raise DataError(
+                f"{model.name} models {levels} levels (whole numbers 0..{levels - 1}); the "
+                f"values span {span} and are not whole numbers: pass the levels themselves, "
+                "not a rescaled copy (such as x / 255)"
+            )
+    return x.to(model.device)
+
+
+def check_sample_args(model: GenerativeModel, n: Any, temperature: Any) -> None:
+    """``n`` a whole number >= 1, ``temperature`` >= 0 (0: the most likely value where the
+    model's draws have one)."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ConfigError(f"{model.name}.sample: n must be a whole number >= 1, got {n!r}")
+    if temperature is not None and not (isinstance(temperature, int | float) and temperature >= 0):
+        raise ConfigError(f"{model.name}.sample: temperature must be >= 0, got {temperature!r}")
+
+
+def _guard_log_prob(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    @functools.wraps(fn)
+    def log_prob(self: GenerativeModel, x: Any, *args: Any, **kwargs: Any) -> Tensor:
+        if _trusted:
+            return fn(self, x, *args, **kwargs)
+        x = as_examples(self, x)
+        with trusted_inputs():
+            return fn(self, x, *args, **kwargs)
+
+    log_prob.guarded = True  # type: ignore[attr-defined]
+    return log_prob
+
+
+def _guard_sample(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def sample(self: GenerativeModel, *args: Any, **kwargs: Any) -> Tensor:
+        if _trusted:
+            return fn(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs).arguments
+        check_sample_args(self, bound.get("n"), bound.get("temperature"))
+        training = self.training
+        self.eval()  # dropout off, batch-norm statistics frozen: draws of the model itself
+        try:
+            with trusted_inputs():
+                return fn(self, *args, **kwargs)
+        finally:
+            self.train(training)
+
+    sample.guarded = True  # type: ignore[attr-defined]
+    return sample
+
+
 def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
     """A batch is ``x`` or ``(x, y)``; return ``(x, y)`` with ``y`` possibly None."""
     if isinstance(batch, Tensor):
@@ -77,12 +193,25 @@ class GenerativeModel(nn.Module):
     # the validation metric (of ``metrics``, lower is better) that picks the best epoch, stops
     # early and drives the plateau schedule; a hybrid's is its objective, not the NLL alone
     monitor: ClassVar[str] = "nll"
+    # True where tests/test_precision.py finds bf16 mixed precision equal to float32 (validation
+    # NLL within 1% after the same steps): --precision auto may then train it in bf16
+    bf16_proven: ClassVar[bool] = False
+    # what sized_defaults changes, in words, for `dgm list` ("" when nothing)
+    sizing_note: ClassVar[str] = ""
     # training settings this family needs by default (the user's --set wins), e.g. a GAN's lr
     train_defaults: ClassVar[dict[str, Any]] = {}
     # what the trainer suggests when the loss turns NaN or infinite
     divergence_advice: ClassVar[str] = (
         "lower the learning rate (--set lr=...) or clip gradients (--set grad_clip=1)"
     )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a family's own log_prob / sample get the checks of the public contract (see above)
+        for name, guard in (("log_prob", _guard_log_prob), ("sample", _guard_sample)):
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not vars(fn).get("guarded"):
+                setattr(cls, name, guard(fn))
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -119,7 +248,15 @@ class GenerativeModel(nn.Module):
                     f"conditional=true needs labelled data, but {spec.name} has no labels; "
                     "drop conditional or choose labelled data"
                 )
-        return cls.from_config({**cls.data_config(spec), **overrides})
+        return cls.from_config({**cls.sized_defaults(spec), **cls.data_config(spec), **overrides})
+
+    @classmethod
+    def sized_defaults(cls, spec: DataSpec) -> dict[str, Any]:
+        """Config defaults sized for the data, under the user's own values: the config's
+        defaults suit the 8x8 digits; a family whose defaults would crawl on bigger data (a
+        flow's full-resolution networks on 28x28 images) names smaller ones here, and says so
+        in ``sizing_note`` (``dgm list``)."""
+        return {}
 
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:

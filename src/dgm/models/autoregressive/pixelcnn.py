@@ -171,6 +171,7 @@ class PixelCNN(_PixelModel):
     """PixelCNN (van den Oord et al. 2016): exact log-likelihood, ancestral sampling."""
 
     Config = PixelCNNConfig
+    bf16_proven = True  # tests/test_precision.py
     config: PixelCNNConfig
 
     def __init__(self, config: PixelCNNConfig) -> None:

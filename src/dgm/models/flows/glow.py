@@ -37,6 +37,7 @@ class Glow(FlowModel):
     an LU linear map and half-couplings."""
 
     Config = GlowConfig
+    bf16_proven = True  # tests/test_precision.py
 
     def uses_flat(self, c: GlowConfig) -> bool:
         return len(c.shape) != 3

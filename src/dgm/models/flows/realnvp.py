@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dgm.config import opt
+from dgm.data.base import DataSpec
 from dgm.errors import ConfigError
 from dgm.models.flows.base import ARCH_HELP, MIXING_HELP, FlowConfig, FlowModel, vector_couplings
 from dgm.nn.activations import Activation
@@ -16,6 +17,9 @@ from dgm.transforms import FlowLayer, FlowSequence
 from dgm.transforms.coupling import Coupling
 from dgm.transforms.glow import ActNorm
 from dgm.transforms.multiscale import MultiScale
+
+# images this big get the smaller networks of RealNVP.sized_defaults (16x16 and up)
+SIZED_PIXELS = 256
 
 
 @dataclass
@@ -48,6 +52,19 @@ class RealNVP(FlowModel):
     four checkerboard couplings. Vectors: alternating affine couplings with MLPs."""
 
     Config = RealNVPConfig
+    bf16_proven = True  # tests/test_precision.py
+
+    sizing_note = (
+        f"on images of {SIZED_PIXELS} pixels or more (28x28): hidden=64, blocks=1, "
+        "checkerboard=packed (0.85 s per step of 64 on one CPU core in float32, 0.3 s in bf16, "
+        "where the full-size nets take 6.3 s)"
+    )
+
+    @classmethod
+    def sized_defaults(cls, spec: DataSpec) -> dict[str, Any]:
+        if spec.is_image and spec.shape[1] * spec.shape[2] >= SIZED_PIXELS:
+            return {"hidden": 64, "blocks": 1, "checkerboard": "packed"}
+        return {}
 
     def uses_flat(self, c: RealNVPConfig) -> bool:
         if c.arch == "conv" and len(c.shape) != 3:

@@ -1,0 +1,108 @@
+"""The Python API as users call it (issue 15): numpy arrays and lists where tensors are taken,
+values checked against the model's levels with a DataError that names them, ``sample`` in eval
+mode whatever mode the model is in, and ``dgm.create`` giving the model ``dgm.load`` would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dgm
+from dgm import registry
+from tests.helpers import TINY
+
+LIKELIHOOD_MODELS = sorted(n for n in TINY if registry.get(n).cls.has_likelihood)
+
+
+def _model(name, spec, **extra):
+    torch.manual_seed(0)
+    return registry.get(name).cls.for_data(spec, **{**TINY[name], **extra}).eval()
+
+
+def _scores(model, x):
+    torch.manual_seed(1)  # latent models and dequantised flows draw while they score
+    return model.log_prob(x)
+
+
+@pytest.mark.parametrize("name", LIKELIHOOD_MODELS)
+def test_numpy_arrays_and_lists_score_as_tensors_do(name, digits):
+    model = _model(name, digits.spec)
+    x = digits.test.x[:4]
+    expected = _scores(model, x)
+    assert torch.equal(_scores(model, x.numpy()), expected)
+    assert torch.equal(_scores(model, x.numpy().astype(np.uint8)), expected)  # integer levels
+    assert torch.equal(_scores(model, x.tolist()), expected)
+
+
+@pytest.mark.parametrize("name", LIKELIHOOD_MODELS)
+def test_values_outside_the_levels_are_refused_with_the_levels_named(name, digits):
+    model = _model(name, digits.spec)
+    x = digits.test.x[:4]
+    with pytest.raises(dgm.DataError, match=r"17 levels \(whole numbers 0..16\).*not whole"):
+        model.log_prob(x / 16)  # the user's rescaled copy
+    with pytest.raises(dgm.DataError, match=r"values span \[0, 17\]"):
+        model.log_prob(x.clamp(max=15) + (x == 16) * 2)
+    with pytest.raises(dgm.DataError, match=r"span \[-1, "):
+        model.log_prob(x - 1)
+
+
+def test_bad_examples_get_one_typed_line(digits):
+    model = _model("arm", digits.spec)
+    x = digits.test.x[:2]
+    with pytest.raises(
+        dgm.DataError, match=r"got one example of shape \(1, 8, 8\): pass x\[None\]"
+    ):
+        model.log_prob(x[0])
+    with pytest.raises(dgm.DataError, match=r"tensor, numpy array or list of shape \[B, 1, 8, 8\]"):
+        model.log_prob("digits.png")
+    with pytest.raises(dgm.DataError, match="NaN or infinite"):
+        model.log_prob(torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(dgm.DataError, match="expects examples of shape"):
+        model.log_prob(np.zeros((2, 1, 8, 7)))
+
+
+def test_continuous_models_take_any_finite_values():
+    spec = dgm.data.load_dataset("8-gaussians").spec
+    model = dgm.create("realnvp", shape=spec.shape, levels=None, hidden=8, blocks=0)
+    assert model.log_prob(np.array([[0.5, -3.25], [10.0, 0.1]])).shape == (2,)
+
+
+@pytest.mark.parametrize("n, temperature", [(0, 1.0), (-3, 1.0), (2.5, 1.0), (True, 1.0), (4, -1)])
+def test_bad_sample_arguments_are_refused(digits, n, temperature):
+    model = _model("arm", digits.spec)
+    with pytest.raises(dgm.ConfigError, match="must be"):
+        model.sample(n, temperature=temperature)
+
+
+def test_sample_runs_in_eval_mode_and_restores_the_mode(digits):
+    """Dropout active while drawing would give other draws than the model's own."""
+    model = _model("arm", digits.spec, dropout=0.5)
+    torch.manual_seed(3)
+    expected = model.sample(4)
+    model.train()
+    torch.manual_seed(3)
+    assert torch.equal(model.sample(4), expected)
+    assert model.training  # the caller's mode is back
+    torch.manual_seed(3)
+    assert torch.equal(model.sample(4, 1.0), expected)  # temperature given by position
+
+
+def test_create_gives_the_numbers_of_an_eval_model(digits):
+    """The README's example: log_prob of a new model is the model's (no dropout draw)."""
+    model = dgm.create("arm", shape=(1, 8, 8), levels=17, hidden=16, layers=2, dropout=0.5)
+    x = digits.test.x[:8]
+    first = model.log_prob(x)
+    assert torch.equal(model.log_prob(x), first)
+    assert not model.training
+
+
+def test_trainer_batches_skip_the_checks(digits):
+    """Inside trusted_inputs (the trainer's steps) the values are not inspected again."""
+    from dgm.models.base import trusted_inputs
+
+    model = _model("arm", digits.spec)
+    with trusted_inputs():
+        model.log_prob(digits.test.x[:2] / 16)  # not refused: checked when the data loaded
+    with pytest.raises(dgm.DataError):
+        model.log_prob(digits.test.x[:2] / 16)
