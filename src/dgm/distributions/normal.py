@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dgm.distributions.base import full_precision
+
 
 class StandardNormal(nn.Module):
     """N(0, I) over ``shape``: ``log_prob [B, *shape] -> [B]`` (nats), ``sample(n)``."""
@@ -20,6 +22,7 @@ class StandardNormal(nn.Module):
 
     def log_prob(self, z: Tensor) -> Tensor:
         d = math.prod(self.shape)
+        z = full_precision(z)  # a bf16 sum over D squares would be off by nats
         return -0.5 * z.reshape(z.shape[0], -1).pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi)
 
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:

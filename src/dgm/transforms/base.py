@@ -26,10 +26,13 @@ from collections.abc import Iterable, Sequence
 from torch import Tensor, nn
 from torch.distributions import Transform, constraints
 
+from dgm.distributions.base import full_precision
+
 
 def sum_except_batch(t: Tensor) -> Tensor:
-    """``[B, ...] -> [B]``: the per-example sum of an elementwise log-det."""
-    return t.reshape(t.shape[0], -1).sum(1)
+    """``[B, ...] -> [B]``: the per-example sum of an elementwise log-det, in float32 at least
+    (a bf16 sum of hundreds of log-scales under autocast would be off by nats)."""
+    return full_precision(t).reshape(t.shape[0], -1).sum(1)
 
 
 class Bijection(Transform):

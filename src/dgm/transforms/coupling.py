@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dgm.distributions.base import full_precision
 from dgm.nn.conv import ConvConditioner
 from dgm.nn.mlp import MLP
 from dgm.transforms.base import Bijection, FlowLayer, sum_except_batch
@@ -42,7 +43,9 @@ def elementwise(
     kind: Kind, x: Tensor, p: Tensor, inverse: bool = False, bins: int = 8, bound: float = 3.0
 ) -> tuple[Tensor, Tensor]:
     """Apply the elementwise bijection with parameters ``p [B, P, *x.shape[1:]]`` to ``x``;
-    return ``y`` and the elementwise log|dy/dx| (of the direction computed)."""
+    return ``y`` and the elementwise log|dy/dx| (of the direction computed). The map runs in
+    float32 at least: under bf16 autocast only the networks that give ``p`` run in bf16."""
+    p = full_precision(p)
     if kind == "additive":
         shift = p[:, 0]
         return (x - shift if inverse else x + shift), torch.zeros_like(x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from dgm.distributions.base import full_precision
 from dgm.transforms.base import FlowLayer
 
 
@@ -26,7 +27,7 @@ class Flow(nn.Module):
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:  # [B, *] -> [B]
         z, ladj = self.transform(context).call_and_ladj(x)
-        return self.base.log_prob(z) + ladj
+        return self.base.log_prob(z) + full_precision(ladj)  # float32 under bf16 autocast
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
         z = self.base.sample(n, temperature)
