@@ -106,3 +106,31 @@ def test_trainer_batches_skip_the_checks(digits):
         model.log_prob(digits.test.x[:2] / 16)  # not refused: checked when the data loaded
     with pytest.raises(dgm.DataError):
         model.log_prob(digits.test.x[:2] / 16)
+
+
+@pytest.mark.slow
+def test_dgm_train_from_python(tmp_path):
+    results = dgm.train("arm", "digits", tmp_path / "r", hidden=8, layers=2, epochs=1)
+    assert results["model"] == "arm" and results["test_nll_nats"] > 0
+    assert dgm.load(tmp_path / "r").config.hidden == 8
+    with pytest.raises(dgm.ConfigError, match="unknown option 'hiden' for arm"):
+        dgm.train("arm", "digits", tmp_path / "s", hiden=8)
+
+
+def test_python_errors_name_keywords_and_the_command_names_flags(tmp_path, run_cli):
+    """One message, two spellings: Python users read keywords, command users read flags."""
+    from dgm.data import load_dataset
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "x.txt").write_text("someone's file")
+    with pytest.raises(dgm.ConfigError) as python:
+        dgm.train("arm", "digits", tmp_path / "r", epochs=1)
+    assert "overwrite=True" in str(python.value) and "--" not in str(python.value)
+    code, _, err = run_cli("train", "arm", "--epochs", "1", "--out", tmp_path / "r")
+    assert code == 2 and "--overwrite" in err
+
+    with pytest.raises(dgm.DataError, match=r"levels=5 is too few") as python:
+        load_dataset("digits", levels=5)
+    assert "--" not in str(python.value)
+    code, _, err = run_cli("train", "arm", "--data-levels", "5", "--out", tmp_path / "s")
+    assert code == 2 and "--data-levels 5 is too few" in err

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dgm.errors import ConfigError
+from dgm.errors import ConfigError, option
 from dgm.io import (
     CONFIG,
     WEIGHTS,
@@ -109,12 +109,14 @@ class RunFolder(os.PathLike):
         ``overwrite``, which removes only the files a run writes."""
         out = self.path
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} is a file; choose a folder")
+            raise ConfigError(f"the run folder {out} is a file; choose a folder")
         if out.is_dir() and any(out.iterdir()):
             if not overwrite:
+                resume = option(f"--resume {out}", "resume=True")
+                again = option("--overwrite", "overwrite=True")
                 raise ConfigError(
-                    f"--out {out} already holds files; continue it with --resume {out}, "
-                    "pick another folder, or pass --overwrite"
+                    f"the run folder {out} already holds files; continue it with {resume}, "
+                    f"pick another folder, or pass {again}"
                 )
             for name in self.TRAINING_FILES:
                 (out / name).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from types import ModuleType
 from dgm import progress
 from dgm.cli import detect, eval, list, ood, reconstruct, sample, train
 from dgm.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser, err
-from dgm.errors import DgmError, Interrupted
+from dgm.errors import DgmError, Interrupted, command_line
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from dgm import __version__
+        from dgm.version import __version__
 
         print(f"dgm {__version__}")
         return EXIT_OK
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        with progress.shown():  # closes its bars on the way out, before the lines below
+        # progress closes its bars on the way out, before the lines below; messages name
+        # options as the command spells them (--data-dir, not data_dir=)
+        with progress.shown(), command_line():
             return COMMANDS[args.command].run(args)
     except Interrupted as e:  # training: how far it got and how to go on
         err(f"dgm {args.command}: {e}")

@@ -167,28 +167,6 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def _split_options(model_cls: Any, values: dict[str, Any]) -> tuple[dict, dict]:
-    """Route each option to the model config or the training config."""
-    from dgm.config import field_types
-    from dgm.training.config import TrainConfig
-
-    model_keys, train_keys = set(field_types(model_cls.Config)), set(field_types(TrainConfig))
-    model_opts, train_opts = {}, {}
-    for key, value in values.items():
-        if key in model_cls.DATA_FIELDS and key in model_keys:
-            raise ConfigError(f"{key!r} comes from the data and cannot be set; choose other data")
-        if key in model_keys:
-            model_opts[key] = value
-        elif key in train_keys:
-            train_opts[key] = value
-        else:
-            valid = sorted((model_keys - set(model_cls.DATA_FIELDS)) | train_keys)
-            raise ConfigError(
-                f"unknown option {key!r} for {model_cls.name}; valid options: {', '.join(valid)}"
-            )
-    return model_opts, train_opts
-
-
 def _data_meta(name: str, data_dir: str | None, levels: dict[str, Any]) -> dict[str, Any]:
     from dgm.data import DATASETS
 
@@ -226,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     from dgm.data import load_dataset, summary_line
     from dgm.pipeline import train
     from dgm.runs import RunFolder
-    from dgm.training.config import TrainConfig
+    from dgm.training.config import TrainConfig, split_options
 
     common.check_number(args.max_time, "--max-time")
     if not args.resume:  # a run folder that cannot be made fails now, not after the data load
@@ -255,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         "logger": args.logger,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
-    model_opts, train_opts = _split_options(entry.cls, values)
+    model_opts, train_opts = split_options(entry.cls, values)
 
     if args.resume:
         run = Path(args.resume)
@@ -292,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
             if rank_zero_only.rank != 0:
                 raise ConfigError("with several processes, name the run folder with --out")
         os.environ[RUN_ENV] = str(run)  # Lightning's worker processes inherit it
+    user_train_opts = dict(train_opts)
     if not args.resume:  # a resumed run's saved settings already hold its family's defaults
         train_opts = {**entry.cls.train_defaults, **train_opts}
     cfg = build(TrainConfig, train_opts, "training")  # bad options fail before data loads
@@ -301,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
     for note in dataset.notes:
         common.err(f"note: {note}")
     common.err(summary_line(dataset))
+    if not args.resume:  # the family's defaults for this kind of data (a GAN's on vectors)
+        defaults = entry.cls.train_defaults_for(dataset.spec)
+        cfg = build(TrainConfig, {**defaults, **user_train_opts}, "training")
     results = train(
         entry.name,
         dataset,

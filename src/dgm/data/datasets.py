@@ -22,7 +22,7 @@ import torch
 from dgm.data import formats
 from dgm.data.base import Dataset, DataSpec, Split, check_values
 from dgm.data.toy import SAMPLERS, load_toy
-from dgm.errors import DataError
+from dgm.errors import DataError, option
 
 __all__ = [
     "DATASETS",
@@ -109,7 +109,7 @@ def data_roots(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
     next to a source checkout, the per-user data folder."""
     roots: list[tuple[str, Path]] = []
     if data_dir is not None:
-        roots.append(("--data-dir", Path(data_dir).expanduser()))
+        roots.append((option("--data-dir", "data_dir"), Path(data_dir).expanduser()))
     if os.environ.get("DGM_DATA"):
         roots.append(("$DGM_DATA", Path(os.environ["DGM_DATA"]).expanduser()))
     roots += [("next to the project", p) for p in _checkout_data()]
@@ -136,7 +136,7 @@ def _locate(dataset: str, data_dir: str | Path | None) -> Path:
     looked = "; ".join(f"{why} {root / folder}" for why, root in roots)
     raise DataError(
         f"{dataset}: {folder}/ not found; looked in: {looked}. Put the files in one of them, "
-        f"pass --data-dir DIR or set $DGM_DATA to a folder that holds {folder}/"
+        f"pass {_data_dir_option()} or set $DGM_DATA to a folder that holds {folder}/"
     )
 
 
@@ -148,7 +148,7 @@ def _find(root: Path, dataset: str, folder: str, name: str, *alternatives: str) 
             return path
     where = f"{folder}/{name}"
     raise DataError(
-        f"{dataset}: {where} not found in the data folder {root}; pass --data-dir DIR or set "
+        f"{dataset}: {where} not found in the data folder {root}; pass {_data_dir_option()} or set "
         f"$DGM_DATA to a folder that holds {where}"
     )
 
@@ -718,6 +718,19 @@ def _value_range(ds: Dataset) -> tuple[float, float, bool]:
     return lo, hi, whole
 
 
+def _levels_option(k: int | str = "") -> str:
+    """The levels override, as the user wrote it (``--data-levels K`` or ``levels=K``)."""
+    return option(f"--data-levels {k}".strip(), f"levels={k or 'K'}")
+
+
+def _continuous_option() -> str:
+    return option("--data-continuous", "continuous=True")
+
+
+def _data_dir_option() -> str:
+    return option("--data-dir DIR", "data_dir=DIR")
+
+
 def set_levels(ds: Dataset, levels: int | None = None, continuous: bool = False) -> Dataset:
     """``ds`` with the user's choice of levels: ``levels`` K (the values must be whole numbers
     0..K-1) or ``continuous`` data; unchanged when neither is given."""
@@ -725,32 +738,34 @@ def set_levels(ds: Dataset, levels: int | None = None, continuous: bool = False)
         return ds
     spec = ds.spec
     if levels is not None and continuous:
-        raise DataError("--data-levels and --data-continuous exclude each other; give one")
+        raise DataError(
+            f"{_levels_option()} and {_continuous_option()} exclude each other; give one"
+        )
     if spec.binarize:
         raise DataError(
-            f"{spec.name} is binarized at every use (2 levels); drop --data-levels and "
-            "--data-continuous, or choose data that is not binarized"
+            f"{spec.name} is binarized at every use (2 levels); drop {_levels_option()} and "
+            f"{_continuous_option()}, or choose data that is not binarized"
         )
     if continuous:
         new = dataclasses.replace(spec, levels=None)
-        how = "set by --data-continuous"
+        how = f"set by {_continuous_option()}"
     else:
         if levels < 2:
-            raise DataError(f"--data-levels must be >= 2, got {levels}")
+            raise DataError(f"{_levels_option()} must be >= 2, got {levels}")
         lo, hi, whole = _value_range(ds)
         if not whole or lo < 0:
             what = "values that are not whole numbers" if not whole else "negative values"
             raise DataError(
-                f"--data-levels {levels}: {spec.name} holds {what} (range {lo:g}..{hi:g}); "
-                f"levels are whole numbers 0..{levels - 1}: drop --data-levels for this data"
+                f"{_levels_option(levels)}: {spec.name} holds {what} (range {lo:g}..{hi:g}); "
+                f"levels are whole numbers 0..{levels - 1}: drop {_levels_option()} for this data"
             )
         if hi > levels - 1:
             raise DataError(
-                f"--data-levels {levels} is too few: {spec.name} holds values {lo:g}..{hi:g}, "
+                f"{_levels_option(levels)} is too few: {spec.name} holds values {lo:g}..{hi:g}, "
                 f"which need at least {int(hi) + 1} levels"
             )
         new = dataclasses.replace(spec, levels=levels, low=0.0, high=float(levels - 1))
-        how = f"set by --data-levels, values {lo:g}..{hi:g} found"
+        how = f"set by {_levels_option()}, values {lo:g}..{hi:g} found"
     return dataclasses.replace(ds, spec=new, levels_note=how)
 
 

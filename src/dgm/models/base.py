@@ -20,7 +20,7 @@ from dgm import config as cfg_
 from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
-from dgm.errors import ConfigError, DataError
+from dgm.errors import ConfigError, DataError, option
 
 Batch = Tensor | tuple[Tensor, Tensor | None] | list
 
@@ -49,7 +49,8 @@ class DiscreteConfig:
 def check_num_samples(k: int) -> None:
     """The one check of K, the importance samples of an estimated log p(x)."""
     if k < 1:
-        raise ConfigError(f"num_samples (--num-samples) must be >= 1, got {k}")
+        name = option("--num-samples", "num_samples")
+        raise ConfigError(f"{name} must be >= 1, got {k}")
 
 
 # -- the guard on the public contract -------------------------------------------------------
@@ -202,7 +203,7 @@ class GenerativeModel(nn.Module):
     train_defaults: ClassVar[dict[str, Any]] = {}
     # what the trainer suggests when the loss turns NaN or infinite
     divergence_advice: ClassVar[str] = (
-        "lower the learning rate (--set lr=...) or clip gradients (--set grad_clip=1)"
+        "lower the learning rate (the option lr) or clip gradients (grad_clip=1)"
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -257,6 +258,13 @@ class GenerativeModel(nn.Module):
         flow's full-resolution networks on 28x28 images) names smaller ones here, and says so
         in ``sizing_note`` (``dgm list``)."""
         return {}
+
+    @classmethod
+    def train_defaults_for(cls, spec: DataSpec) -> dict[str, Any]:
+        """The family's training defaults for data like ``spec`` (the user's settings win):
+        ``train_defaults``, unless the family's kinds of data need different ones (a GAN's
+        lr and batch on vectors)."""
+        return dict(cls.train_defaults)
 
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from dgm.config import opt
 
@@ -90,3 +90,26 @@ class TrainConfig:
             )
         if self.accelerator not in ("cpu", "gpu", "cuda", "mps", "auto", "tpu"):
             raise ConfigError(f"accelerator {self.accelerator!r} unknown; use cpu, gpu or auto")
+
+
+def split_options(model_cls: Any, values: dict[str, Any]) -> tuple[dict, dict]:
+    """Route each option by name to the model's config or to :class:`TrainConfig`: what
+    ``dgm train --set`` and :func:`dgm.train`'s keywords share."""
+    from dgm.config import field_types
+    from dgm.errors import ConfigError
+
+    model_keys, train_keys = set(field_types(model_cls.Config)), set(field_types(TrainConfig))
+    model_opts, train_opts = {}, {}
+    for key, value in values.items():
+        if key in model_cls.DATA_FIELDS and key in model_keys:
+            raise ConfigError(f"{key!r} comes from the data and cannot be set; choose other data")
+        if key in model_keys:
+            model_opts[key] = value
+        elif key in train_keys:
+            train_opts[key] = value
+        else:
+            valid = sorted((model_keys - set(model_cls.DATA_FIELDS)) | train_keys)
+            raise ConfigError(
+                f"unknown option {key!r} for {model_cls.name}; valid options: {', '.join(valid)}"
+            )
+    return model_opts, train_opts
