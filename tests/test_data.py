@@ -472,7 +472,7 @@ def test_digits_split_exact():
 @pytest.mark.parametrize("name", [n for n in DATASETS if n != "digits" and n not in SAMPLERS])
 def test_named_dataset_missing_files(tmp_path, name):
     (tmp_path / FOLDERS[name]).mkdir()  # the dataset's folder is there, its files are not
-    with pytest.raises(DataError, match="--data-dir") as e:
+    with pytest.raises(DataError, match="data_dir=DIR") as e:  # Python's words, not the flag
         load_dataset(name, data_dir=tmp_path)
     msg = str(e.value)
     assert str(tmp_path) in msg and "$DGM_DATA" in msg and "\n" not in msg
@@ -485,7 +485,7 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     (tmp_path / "given").mkdir()
     assert data_root(tmp_path / "given") == tmp_path / "given"
     roots = data_roots(tmp_path / "given")
-    assert [why for why, _ in roots[:2]] == ["--data-dir", "$DGM_DATA"]
+    assert [why for why, _ in roots[:2]] == ["data_dir", "$DGM_DATA"]  # in Python's words
     assert roots[-1][0] == "user data folder"
     monkeypatch.delenv("DGM_DATA")
     assert data_root() != tmp_path / "env"
@@ -619,7 +619,7 @@ def test_not_found_names_every_place_looked(tmp_path, monkeypatch):
     msg = str(e.value)
     for where in ("given", "env", "shared/data", "user"):
         assert str(tmp_path / where / "omniglot") in msg, where
-    assert "--data-dir" in msg and "$DGM_DATA" in msg and "\n" not in msg
+    assert "data_dir=DIR" in msg and "$DGM_DATA" in msg and "\n" not in msg
 
 
 def test_checkout_data_is_never_looked_for_inside_site_packages(tmp_path, monkeypatch):

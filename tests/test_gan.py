@@ -136,6 +136,7 @@ def test_ais_through_the_model_recovers_a_linear_gaussian_generator():
     # low, high = -1, 1: the players' space is the data's, so g(z) = W z + b exactly
     model = make(shape=(5,), levels=None, low=-1.0, high=1.0, latent=2, backbone="mlp").double()
     model.generator = _Linear(w, b)
+    model.train()  # as in a training loop: AIS must score in eval mode and give the mode back
     sigma = 0.5
     truth = torch.distributions.MultivariateNormal(
         b, w @ w.T + sigma**2 * torch.eye(5, dtype=w.dtype)
@@ -206,7 +207,12 @@ def test_the_gan_judges_collapse_by_its_discriminator_loss():
 
 def test_collapse_guard_stops_and_keeps_the_last_healthy_weights(tmp_path):
     lit = LitAdversarial(make(), TrainConfig(ema=0.0))
-    lit._trainer = SimpleNamespace(sanity_checking=False, current_epoch=0, is_global_zero=True)
+    lit._trainer = SimpleNamespace(
+        sanity_checking=False,
+        current_epoch=0,
+        is_global_zero=True,
+        strategy=SimpleNamespace(reduce=lambda t, reduce_op: t),  # one process
+    )
     keeper = BestModel(tmp_path, {}, monitor=None)
 
     def epoch(d_loss: float) -> None:  # what training_step accumulates over an epoch
@@ -238,7 +244,8 @@ def test_non_saturating_gan_covers_the_8_gaussians(tmp_path):
     within 3 std)."""
     ds = load_dataset("8-gaussians")
     cfg = {"epochs": 20, "batch_size": 256, "lr": 2e-3, "sample_every": 0, "test": False}
-    train("gan", ds, tmp_path, {"hidden": 128, "layers": 2, "latent": 8}, {**cfg, "ema": 0.99},
+    players = {"hidden": 128, "layers": 2, "latent": 8, "pack": 1}  # unpacked: the plain game
+    train("gan", ds, tmp_path, players, {**cfg, "ema": 0.99},
           show=lambda m: None)  # fmt: skip
     torch.manual_seed(0)
     cover = mode_coverage(dgm.load(tmp_path).sample(2500), *MODES["8-gaussians"])

@@ -51,10 +51,10 @@ def test_levels_override(tmp_path):
     path = _npz(tmp_path, (np.arange(60) % 17).reshape(20, 3).astype(np.int64))
     more = load_dataset(path, levels=32)
     assert (more.spec.levels, more.spec.low, more.spec.high) == (32, 0.0, 31.0)
-    assert "32 levels (set by --data-levels, values 0..16 found)" in summary_line(more)
+    assert "32 levels (set by levels=K, values 0..16 found)" in summary_line(more)
     cont = load_dataset(path, continuous=True)
     assert cont.spec.levels is None and cont.spec.high == 16.0
-    assert "continuous in [0, 16] (set by --data-continuous)" in summary_line(cont)
+    assert "continuous in [0, 16] (set by continuous=True)" in summary_line(cont)
     # the values themselves are never changed, only what they are taken for
     assert (more.train.x == load_dataset(path).train.x).all()
     with pytest.raises(DataError, match=r"too few.*0\.\.16.*at least 17") as e:

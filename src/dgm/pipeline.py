@@ -26,9 +26,10 @@ from dgm.data.base import Dataset
 from dgm.errors import CheckpointError
 from dgm.evaluation.classification import classifies, evaluate_classifier
 from dgm.evaluation.likelihood import TRAINING_SAMPLES, evaluate_likelihood, num_samples_for
+from dgm.evaluation.quality import coverage_line
 from dgm.evaluation.sample_quality import default_quality_metrics, evaluate_sample_quality
 from dgm.models.base import GenerativeModel
-from dgm.models.capabilities import ReceptiveField
+from dgm.models.capabilities import DecoderMean, ReceptiveField
 from dgm.plotting import save_curves, save_density, save_samples
 from dgm.runs import RunFolder
 from dgm.training import TrainConfig, build, fit
@@ -88,7 +89,17 @@ def finish(
     t0 = time.perf_counter()
     samples = model.sample(cfg.num_samples)
     sample_s = time.perf_counter() - t0
-    save_samples(samples, dataset.spec, run.samples_plot, title=f"{model.name} samples")
+    # a decoder's means show what it learnt; its draws add per-pixel noise (dgm sample --mode)
+    shown, what = (
+        (model.sample_mean(cfg.num_samples), "decoder means E[x|z]")
+        if isinstance(model, DecoderMean)
+        else (samples, "samples")
+    )
+    two_d = tuple(dataset.spec.shape) == (2,)  # drawn over the data, on the data's range
+    save_samples(
+        shown, dataset.spec, run.samples_plot, title=f"{model.name}: {what}",
+        data=dataset.test.x[:5000] if two_d and len(dataset.test) else None,
+    )  # fmt: skip
     if dataset.spec.shape == (2,) and dataset.spec.levels is None and model.exact_likelihood:
         # a 2-D density can be looked at directly, next to the data and the samples
         more = model.sample(2000) if cfg.num_samples < 2000 else samples
@@ -99,8 +110,10 @@ def finish(
     key = f"val_{model.monitor}"
     scored = [r for r in records if r.get(key) is not None]
     best = min(scored, key=lambda r: r[key]) if scored else {}
-    if not model.has_likelihood and records:  # the latest weights were kept
+    if not model.has_likelihood and records and not scored:  # the latest weights were kept
         best = {"epoch": records[-1]["epoch"]}
+    # no likelihood but a measure of the samples (a GAN on vectors): the kept epoch's value
+    sample_score = {key: best[key]} if not model.has_likelihood and key in best else {}
     results: dict[str, Any] = {
         "model": model.name,
         "data": dataset.spec.name,
@@ -109,7 +122,9 @@ def finish(
         "epochs": len(records),
         "best_epoch": best.get("epoch"),
         "val_nll_nats": best.get("val_nll"),
+        **sample_score,
         "train_time_s": round(elapsed, 2),
+        "precision": cfg.precision,
         "sample_time_s": round(sample_s, 3),
     }
     if cfg.test and len(dataset.test):
@@ -122,7 +137,12 @@ def finish(
             f"{results['epochs']} epochs in {elapsed:.1f}s"
         )
     else:
-        show(f"{results['epochs']} epochs in {elapsed:.1f}s; kept epoch {results['best_epoch']}")
+        show(
+            f"{results['epochs']} epochs in {elapsed:.1f}s; kept epoch {results['best_epoch']}"
+            + (_sample_score_line(model.monitor, best) if sample_score else "")
+        )
+    if "test_modes_covered" in results:  # the Gaussian-mixture toys
+        show("test: " + coverage_line({k[5:]: v for k, v in results.items() if k[:5] == "test_"}))
     if "test_accuracy" in results:
         show(
             f"test accuracy {results['test_accuracy']:.4f}, expected calibration error "
@@ -135,6 +155,20 @@ def finish(
         )
     show(f"wrote {run.samples_plot}, {run.loss_plot}, {run.summary_file}")
     return results
+
+
+def _sample_score_line(monitor: str, record: dict[str, Any]) -> str:
+    """``: val mmd 0.0123 (...)``: the kept epoch's measure of its samples and whether the
+    moving average of the weights or the raw weights scored better (the better is kept)."""
+    value, raw, ema = (record.get(f"val_{monitor}{s}") for s in ("", "_raw", "_ema"))
+    which = ""
+    if raw is not None and ema is not None:
+        which = (
+            f" (raw weights; their moving average scored {ema:.4f})"
+            if raw < ema
+            else f" (moving average of the weights; the raw ones scored {raw:.4f})"
+        )
+    return f": val {monitor} {value:.4f}{which}"
 
 
 def _test_results(

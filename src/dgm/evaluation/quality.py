@@ -1,4 +1,5 @@
-"""Sample-quality metrics on feature vectors: Frechet distance, precision/recall, mode coverage.
+"""Sample-quality metrics on feature vectors: Frechet distance, precision/recall, mode coverage,
+the maximum mean discrepancy.
 
 - Frechet distance between Gaussians fitted to real and generated features (Heusel et al. 2017,
   "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium"); here in
@@ -17,7 +18,7 @@ All statistics are computed in float64 on the input's device.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from scipy.stats import chi2
 from torch import Tensor
 
 from dgm.errors import ConfigError, DataError
+from dgm.models.gan.measures import mmd as _mmd
 
 if TYPE_CHECKING:
     from dgm.evaluation.features import FeatureNet
@@ -208,6 +210,33 @@ def mode_coverage(
         "per_mode": counts.tolist(),
         "min_count": threshold,
     }
+
+
+def coverage_line(cover: Mapping[str, Any]) -> str:
+    """One line for people from :func:`mode_coverage`'s result: the modes covered and the
+    share of high-quality samples, starting with "collapsed:" when modes are missing (a
+    scatter of samples can look plausible while it covers none of them)."""
+    covered, total = int(cover["modes_covered"]), int(cover["modes_total"])
+    modes = f"{covered} of {total} modes covered"
+    quality = (
+        f"{100 * cover['high_quality']:.1f}% of samples within 3 std of a mode "
+        f"({100 * cover['high_quality_expected']:.1f}% for exact draws)"
+    )
+    if covered < total:
+        return f"collapsed: {modes}; {quality}"
+    return f"{modes}; {quality}"
+
+
+# --------------------------------------------------------------------------- two-sample
+
+
+def mmd(x: Tensor, y: Tensor) -> float:
+    """The unbiased multi-scale squared MMD between samples ``x [N, D]`` and ``y [M, D]``
+    scaled to the unit box (Gretton et al. 2012; Gaussian kernels of 0.01 to 1 of the box):
+    ~0 for two samples of one distribution, larger the further apart they are at any scale;
+    the statistic a GAN on vectors is validated on (:mod:`dgm.models.gan.measures`). Holds
+    ``(N + M)^2`` distances at once: subsample beyond a few thousand rows."""
+    return float(_mmd(x, y))
 
 
 # --------------------------------------------------------------------------- classifier based

@@ -9,6 +9,7 @@ that does not declare it is never asked.
 - :class:`Autoencoder`: codes and back (``encode``, ``decode``, ``reconstruct``,
   ``interpolate``);
 - :class:`EvidenceBound`: ``elbo``, the bound a latent-variable model trains on;
+- :class:`DecoderMean`: E[x|z] at prior draws z, samples without the decoder's pixel noise;
 - :class:`Classifier`: ``classify`` and ``predict``, for hybrids p(y, x) = p(y|x) p(x);
 - :class:`LabelConditional`: samples and scores given a class label, when configured so;
 - :class:`ImplicitGenerator`: x = g(z), z ~ N(0, I), for AIS estimates of p(x);
@@ -50,6 +51,18 @@ class Autoencoder(ABC):
         """Decodes of ``steps`` points on the way between the codes of ``x1`` and ``x2``:
         ``[steps, *event_shape]`` for single examples, ``[steps, B, *event_shape]`` for
         batches."""
+
+
+class DecoderMean(ABC):
+    """A model that draws x ~ p(x|z) at z ~ p(z) through a decoder, and can show instead the
+    decoder's mean E[x|z] at those z: what the model has learnt, without the independent
+    per-dimension noise of p(x|z) that makes image samples look grainy next to
+    reconstructions (``dgm sample --mode mean``)."""
+
+    @abstractmethod
+    def sample_mean(self, n: int) -> Tensor:
+        """E[x|z] at ``n`` draws z ~ p(z), ``[n, *event_shape]`` in the data's units (for
+        discrete data the expected level, a real number); deterministic given the z."""
 
 
 class EvidenceBound(ABC):
@@ -175,6 +188,14 @@ class Adversarial(ABC):
         """Given the epoch's means of the logged scalars, why the game looks collapsed (a
         sentence with what to change), or None while it is healthy."""
 
+    @property
+    def sample_monitor(self) -> str | None:
+        """The metric of ``metrics`` (lower is better) that says how good the samples are and
+        so picks the weights to keep, the moving average's or the raw ones, in the best
+        epoch; None: no cheap measure (the latest weights, averaged where there is an
+        average, are kept)."""
+        return None
+
 
 class ReceptiveField(ABC):
     """An autoregressive model whose conditionals see a bounded window of the past."""
@@ -189,6 +210,7 @@ __all__ = [
     "Adversarial",
     "Autoencoder",
     "Classifier",
+    "DecoderMean",
     "EvidenceBound",
     "ImplicitGenerator",
     "LabelConditional",

@@ -92,11 +92,13 @@ class RunLog(Callback):
 
 
 class BestModel(Callback):
-    """Keep the model (EMA weights if used) with the lowest ``monitor`` (the validation NLL, or
-    the model's own ``monitor`` metric: a hybrid's joint objective) as safetensors.
+    """Keep the model (the training module's ``eval_model``: EMA weights if used) with the
+    lowest ``monitor`` (the validation NLL, or the model's own ``monitor`` metric: a hybrid's
+    joint objective, a GAN's MMD of samples to data) as safetensors.
 
-    ``monitor=None`` (models without a likelihood, GANs) keeps the latest weights instead,
-    except while the training module says they are ``suspect`` (a collapsing game)."""
+    ``monitor=None`` (models without a likelihood or a measure of their samples: GANs on
+    images) keeps the latest weights instead. Neither keeps weights while the training module
+    says they are ``suspect`` (a collapsing game)."""
 
     def __init__(
         self, run: str | Path, extra: dict[str, Any], monitor: str | None = "val_nll"
@@ -121,7 +123,7 @@ class BestModel(Callback):
                     self.run.save_model(pl_module.eval_model, self.extra)  # type: ignore[arg-type]
             return
         value = _scalar(trainer.callback_metrics.get(self.monitor))
-        if value is None or value >= self.best:
+        if value is None or value >= self.best or pl_module.suspect:  # type: ignore[attr-defined]
             return
         self.best, self.best_epoch = value, trainer.current_epoch
         if trainer.is_global_zero:

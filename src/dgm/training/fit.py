@@ -6,10 +6,13 @@ writing the report is :mod:`dgm.pipeline`'s job (training knows no evaluation).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,18 +21,22 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from dgm import __version__, registry
 from dgm import config as cfg_
+from dgm import registry
 from dgm.data.base import Dataset, DataSpec
-from dgm.errors import CheckpointError, ConfigError
+from dgm.errors import CheckpointError, ConfigError, Interrupted
 from dgm.models.base import GenerativeModel
 from dgm.models.capabilities import Adversarial
 from dgm.runs import RunFolder
 from dgm.training.callbacks import BestModel, LastCheckpoint, PlainProgress, RunLog, SampleGrid
 from dgm.training.config import TrainConfig
 from dgm.training.data import TensorDataModule
+from dgm.training.loggers import make_logger
 from dgm.training.module import LitAdversarial, LitModel
+from dgm.training.precision import resolve_precision
+from dgm.version import __version__
 
 Show = Callable[[str], None]
 
@@ -63,6 +70,55 @@ def _trainer_devices(devices: str) -> Any:
         return devices  # e.g. "0,1" or "[0, 2]", understood by Lightning
 
 
+class _Stop(L.Callback):
+    """What stopped training: Ctrl-C or SIGTERM (``interrupted``), and the last epoch saved
+    in last.ckpt (``saved``; None before the first). Listed after :class:`LastCheckpoint`,
+    so its epoch-end hook runs once the checkpoint is written."""
+
+    def __init__(self) -> None:
+        self.saved: int | None = None
+        self.interrupted = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after a resumed checkpoint is restored: current_epoch is the epoch that starts now
+        self.saved = trainer.current_epoch - 1 if trainer.current_epoch > 0 else None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.saved = trainer.current_epoch
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.interrupted = isinstance(exception, KeyboardInterrupt | SIGTERMException)
+        bar = trainer.progress_bar_callback
+        if self.interrupted and isinstance(bar, TQDMProgressBar):
+            # cleared now, so the line saying how to resume starts on a clean line
+            with suppress(TypeError):  # (a bar never opened)
+                bar.val_progress_bar.close()
+            with suppress(TypeError):
+                bar.train_progress_bar.close()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's stop) stops training as Ctrl-C does: Lightning's
+    clean-up, then :class:`Interrupted`. The handlers of SIGTERM and SIGINT (which Lightning
+    ignores after a Ctrl-C) are as before afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+
+
 @dataclass(frozen=True)
 class Fitted:
     """What training leaves for the pipeline: the run, its settings and where it ran."""
@@ -74,13 +130,16 @@ class Fitted:
 
 
 def build_train_config(
-    model_name: str, train_config: TrainConfig | dict[str, Any] | None
+    model_name: str,
+    train_config: TrainConfig | dict[str, Any] | None,
+    spec: DataSpec | None = None,
 ) -> TrainConfig:
     """The training settings: a :class:`TrainConfig` as it is, or values (strings from the
     command line are parsed) over the family's ``train_defaults``."""
     if isinstance(train_config, TrainConfig):
         return train_config
-    defaults = registry.get(model_name).cls.train_defaults
+    cls = registry.get(model_name).cls
+    defaults = cls.train_defaults_for(spec) if spec is not None else cls.train_defaults
     return cfg_.build(TrainConfig, {**defaults, **(train_config or {})}, what="training")
 
 
@@ -92,7 +151,7 @@ def build(
 ) -> tuple[GenerativeModel, TrainConfig]:
     """A new run's model, sized for the data ``spec``, and its training settings; everything
     seeded first (``seed``), so one seed gives the same initial weights."""
-    cfg = build_train_config(model_name, train_config)
+    cfg = build_train_config(model_name, train_config, spec)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     return registry.get(model_name).cls.for_data(spec, **(model_config or {})), cfg
 
@@ -126,19 +185,26 @@ def fit(
             "perturb trains a likelihood model of discrete data on mutated inputs; "
             f"{model.name} on {dataset.spec.name} is not one: drop perturb"
         )
+    precision, precision_note = resolve_precision(cfg.precision, model, cfg.accelerator)
+    # what runs; config.json keeps the user's "auto", so a resumed run decides again where it runs
+    cfg = replace(cfg, precision=precision)
     lit = (LitAdversarial if adversarial else LitModel)(model, cfg)
     data = TensorDataModule(dataset, cfg.batch_size, cfg.eval_batch_size)
     on_terminal = sys.stderr.isatty()
     log = RunLog(run, dataset.spec, show=show)
     monitor = f"val_{model.monitor}" if model.has_likelihood else None
+    if isinstance(model, Adversarial) and model.sample_monitor is not None:
+        monitor = f"val_{model.sample_monitor}"  # no likelihood: a measure of the samples
     callbacks: list[L.Callback] = [log, BestModel(run, meta, monitor)]
     if cfg.patience > 0 and monitor is not None:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_finite=True)
         )
+    stop = _Stop()  # after LastCheckpoint: it sees the epochs last.ckpt holds
     callbacks += [
         SampleGrid(run, dataset.spec, cfg.sample_every, n=cfg.num_samples),
         LastCheckpoint(run),
+        stop,
     ]
     callbacks.append(TQDMProgressBar(leave=False) if on_terminal else PlainProgress(show))
     trainer = L.Trainer(
@@ -149,11 +215,11 @@ def fit(
         devices=_trainer_devices(cfg.devices),
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
-        precision=cfg.precision,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
         # two-player models clip inside their manual steps (Lightning refuses both)
         gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 and not adversarial else None,
         callbacks=callbacks,
-        logger=False,
+        logger=make_logger(cfg.logger, run),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=on_terminal,
@@ -171,13 +237,23 @@ def fit(
         # written first, so even a run killed in epoch one says what it was
         run.write_config(model, meta)
     if trainer.is_global_zero:
+        if precision_note:
+            show(precision_note)
         show(
             f"training {model.name} ({model.num_parameters():,} parameters) on {dataset.spec.name} "
             f"({len(dataset.train)} train / {len(dataset.val)} val) -> {run}"
             + (" [resumed]" if resume else "")
         )
     ckpt = str(run.checkpoint) if resume else None
-    trainer.fit(lit, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    try:
+        with _sigterm_interrupts():
+            trainer.fit(lit, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    except (KeyboardInterrupt, SystemExit) as e:
+        # Lightning answers Ctrl-C with its clean-up, then sys.exit(1), and its own SIGTERM
+        # handling with SIGTERMException: either way say how far the run got and how to go on
+        if isinstance(e, SystemExit) and not stop.interrupted:
+            raise
+        raise Interrupted(str(run), stop.saved) from None
     if not trainer.is_global_zero:
         return None
     return Fitted(run, cfg, elapsed=log.elapsed(), device=trainer.strategy.root_device)

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
 from dgm.data.inputs import mutate
-from dgm.models.base import Batch, GenerativeModel, unpack
+from dgm.models.base import Batch, GenerativeModel, trusted_inputs, unpack
 from dgm.models.capabilities import Adversarial, Scheduled
 from dgm.training.config import TrainConfig
 
@@ -98,7 +98,8 @@ class LitModel(L.LightningModule):
             batch = (mutate(x, self.cfg.perturb, self.model.levels), y)
         if isinstance(self.model, Scheduled):  # the step is the trainer's: resumes continue it
             self.model.set_step(self.global_step)
-        loss = self._train_forward(batch)
+        with trusted_inputs():  # the batches were checked once, when the data loaded
+            loss = self._train_forward(batch)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"training diverged: the loss is {loss.item()} at epoch {self.current_epoch}, "
@@ -121,7 +122,9 @@ class LitModel(L.LightningModule):
             self.ema.update_parameters(self.model)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        for key, values in self.eval_model.metrics(batch).items():
+        with trusted_inputs():
+            metrics = self.eval_model.metrics(batch)
+        for key, values in metrics.items():
             self.log(
                 f"val_{key}",
                 values.float().mean(),
@@ -165,6 +168,11 @@ class LitAdversarial(LitModel):
     training, and so do ``collapse_epochs`` epochs running that the model judges
     :meth:`~dgm.models.capabilities.Adversarial.collapsed`; the run folder keeps the weights of
     the last epoch before the collapse began (see :attr:`suspect`).
+
+    Validation scores both the moving average and the raw weights where the model has a
+    ``sample_monitor``, and :attr:`eval_model` (what the run folder keeps) is the better of
+    the two: an average of a generator that still circles between modes is the centroid of
+    its phases (all samples near the data's mean), worse than any weights it averaged.
     """
 
     model: Any  # a GenerativeModel that is Adversarial
@@ -180,6 +188,60 @@ class LitAdversarial(LitModel):
         self._sums: dict[str, Tensor] = {}  # the epoch's sums of each logged number, on device
         self._counts: dict[str, int] = {}
         self._names: list[str] = []
+        # validation: per candidate weights ("ema", "raw"), each metric's sum and count
+        self._val: dict[str, dict[str, list[Tensor]]] = {}
+        self._train_means: dict[str, float] = {}  # the epoch's means of the step's numbers
+        self._kept = "ema" if self.ema is not None else "raw"
+
+    @property
+    def eval_model(self) -> GenerativeModel:
+        """The weights validation judged better: the moving average's or the raw ones."""
+        if self.ema is not None and self._kept == "ema":
+            return self.ema.module  # type: ignore[return-value]
+        return self.model
+
+    def _candidates(self) -> dict[str, GenerativeModel]:
+        if self.ema is None:
+            return {"raw": self.model}
+        if self.model.sample_monitor is None:  # nothing to compare them on: the average
+            return {"ema": self.ema.module}  # type: ignore[dict-item]
+        return {"ema": self.ema.module, "raw": self.model}  # type: ignore[dict-item]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        for name, model in self._candidates().items():
+            with trusted_inputs():
+                metrics = model.metrics(batch)
+            sums = self._val.setdefault(name, {})
+            for key, values in metrics.items():
+                total = sums.setdefault(key, [values.new_zeros((), dtype=torch.float64)] * 2)
+                sums[key] = [total[0] + values.double().sum(), total[1] + values.numel()]
+
+    def on_validation_epoch_end(self) -> None:
+        """Each candidate's means over the validation set (summed over processes); the one
+        with the lower ``sample_monitor`` is kept, and its metrics are the epoch's ``val_*``
+        (each candidate's monitor is logged too, as ``val_<monitor>_ema`` / ``_raw``)."""
+        means: dict[str, dict[str, Tensor]] = {}
+        for name, sums in self._val.items():
+            reduce = self.trainer.strategy.reduce
+            means[name] = {
+                k: reduce(s, reduce_op="sum") / reduce(n, reduce_op="sum")
+                for k, (s, n) in sums.items()
+            }
+        self._val = {}
+        for key, mean in self._train_means.items():
+            self.log(key, mean, on_epoch=True, prog_bar=key.endswith("_loss"))
+        self._train_means = {}
+        if not means:
+            return
+        monitor = self.model.sample_monitor
+        if len(means) > 1 and monitor is not None and all(monitor in m for m in means.values()):
+            self._kept = min(means, key=lambda name: float(means[name][monitor]))
+            for name, m in means.items():
+                self.log(f"val_{monitor}_{name}", m[monitor].float(), on_epoch=True)
+        else:
+            self._kept = next(iter(means))
+        for key, value in means[self._kept].items():
+            self.log(f"val_{key}", value.float(), on_epoch=True, prog_bar=key == monitor)
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
@@ -220,15 +282,14 @@ class LitAdversarial(LitModel):
             )
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        n = batch[0].shape[0] if isinstance(batch, (tuple, list)) else batch.shape[0]
-        log = {"on_step": False, "on_epoch": True, "batch_size": n, "sync_dist": True}
         stats = self.model.adversarial_step(
             batch, self._batches, lambda player, loss: self._update(player, loss, batch_idx)
         )
         self._batches += 1
+        # summed here and logged once per epoch (on_validation_epoch_start): a self.log per
+        # number per step took half the time of a step of a small GAN
         for key, value in stats.items():
             value = value.detach()
-            self.log(key, value, prog_bar=key.endswith("_loss"), **log)
             self._sums[key] = self._sums[key] + value if key in self._sums else value
             self._counts[key] = self._counts.get(key, 0) + 1
 
@@ -245,8 +306,12 @@ class LitAdversarial(LitModel):
         # the epoch's training batches are done and nothing of it is saved yet: judge it now
         if self.trainer.sanity_checking or not self._counts:
             return
-        means = {k: float(self._sums[k]) / self._counts[k] for k in self._sums}
+        reduce = self.trainer.strategy.reduce  # the mean over every process's batches
+        means = {
+            k: float(reduce(self._sums[k], reduce_op="mean")) / self._counts[k] for k in self._sums
+        }
         self._sums, self._counts = {}, {}
+        self._train_means = means  # logged with the validation numbers, at its epoch's end
         reason = self.model.collapsed(means)
         self._collapsed = self._collapsed + 1 if reason is not None else 0
         if reason is not None and self._collapsed >= self.collapse_epochs:

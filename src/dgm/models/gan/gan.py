@@ -35,7 +35,7 @@ tells whether D has won outright (its loss ~0, so G gets no signal).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,7 @@ from dgm.models.capabilities import (
     Player,
     Update,
 )
+from dgm.models.gan.measures import mmd
 from dgm.models.gan.networks import make_gan_nets
 from dgm.models.gan.objectives import (
     OBJECTIVES,
@@ -58,11 +59,28 @@ from dgm.models.gan.objectives import (
     generator_loss,
     gradient_penalty,
     natural_units,
+    r1_penalty,
 )
 from dgm.nn.activations import Activation
 from dgm.registry import register
 
+if TYPE_CHECKING:
+    from dgm.data.base import DataSpec
+
 Objective = Literal["minimax", "non-saturating", "wgan-gp", "hinge"]
+
+
+def vector_defaults(dim: int) -> dict[str, Any]:
+    """The players for vectors of ``dim`` values (see :meth:`GAN.for_data`): PacGAN's pairs
+    (m = 2) cover every mode of the 8 Gaussians in 3 seeds of 3 where m = 1 missed one."""
+    return {"hidden": 128, "layers": 2, "latent": min(32, max(8, dim)), "pack": 2}
+
+
+# training on vectors (2-D toys, CSV rows): a 10x larger lr on 4x larger batches than DCGAN's
+# images (at 2e-4 / 64 the 8 Gaussians stayed at 0 of 8 modes for 10k steps in 2 seeds of 3),
+# and 60 epochs: the validation MMD of the 8 Gaussians stops falling after ~50 (80 s, 1 thread)
+VECTOR_TRAINING: dict[str, Any] = {"lr": 2e-3, "batch_size": 256, "epochs": 60}
+
 # an epoch whose mean D loss is this close to 0 counts as D winning outright
 COLLAPSE_LOSS = 1e-3
 
@@ -91,6 +109,9 @@ class GANConfig:
     pack: int = opt(1, "samples D judges together (PacGAN; 2-4 against missing modes)")
     d_steps: int = opt(0, "D updates per G update; 0: 5 for wgan-gp, else 1")
     gp_weight: float = opt(10.0, "wgan-gp: weight of the gradient penalty")
+    r1: float = opt(
+        0.0, "weight gamma of the R1 penalty on D's gradient at real data (not wgan-gp); 0: off"
+    )
     d_lr: float = opt(0.0, "D's learning rate; 0: the training lr (two time-scale: larger)")
     beta1: float | None = opt(None, "Adam's beta1 (both players); none: 0.5, or 0.0 for wgan-gp")
     beta2: float | None = opt(None, "Adam's beta2 (both players); none: 0.999, or 0.9 for wgan-gp")
@@ -105,8 +126,8 @@ class GANConfig:
             )
         if min(self.latent, self.hidden, self.layers, self.channels) < 1:
             raise ConfigError("latent, hidden, layers and channels must be >= 1")
-        if self.d_steps < 0 or self.gp_weight < 0 or self.d_lr < 0:
-            raise ConfigError("d_steps, gp_weight and d_lr must be >= 0")
+        if self.d_steps < 0 or self.gp_weight < 0 or self.d_lr < 0 or self.r1 < 0:
+            raise ConfigError("d_steps, gp_weight, r1 and d_lr must be >= 0")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("beta1", "beta2"):
@@ -139,6 +160,8 @@ class GAN(GenerativeModel, Adversarial, ImplicitGenerator, LabelConditional):
     exact_likelihood = False
     has_likelihood: ClassVar[bool] = False
     averaged_player: ClassVar[str] = "generator"  # samples come from G's moving average
+    # vector data: the MMD of samples to validation data picks the weights to keep
+    monitor: ClassVar[str] = "mmd"
     divergence_advice: ClassVar[str] = (
         "lower the learning rates (--set lr=..., --set d_lr=...), try --set spectral_norm=true "
         "or objective=wgan-gp"
@@ -160,7 +183,29 @@ class GAN(GenerativeModel, Adversarial, ImplicitGenerator, LabelConditional):
         self.discriminator: nn.Module
         self.generator, self.discriminator = make_gan_nets(config)
 
+    @classmethod
+    def train_defaults_for(cls, spec: DataSpec) -> dict[str, Any]:
+        """``train_defaults`` (DCGAN's for images), with :data:`VECTOR_TRAINING` for vectors."""
+        vectors = VECTOR_TRAINING if len(spec.shape) == 1 else {}
+        return {**cls.train_defaults, **vectors}
+
+    @classmethod
+    def for_data(cls, spec: DataSpec, **overrides: Any) -> GenerativeModel:
+        """A GAN sized for ``spec``; vector data (2-D toys, CSV rows) get the players of the
+        toy-GAN literature (Metz et al. 2017; Lin et al. 2018: two hidden layers of ~128-400
+        units, a few latent dimensions, PacGAN's packing) unless set: the image-sized
+        defaults (3 x 256 units, 32 latents) mode-hop for minutes on the 8 Gaussians."""
+        if len(spec.shape) == 1:
+            overrides = {**vector_defaults(spec.shape[0]), **overrides}
+        return super().for_data(spec, **overrides)
+
     # -- construction -------------------------------------------------------------------
+    @property
+    def sample_monitor(self) -> str | None:
+        """``mmd`` for vector data (:meth:`metrics`); None for images, whose samples are
+        judged after training in a feature space (the latest weights are kept)."""
+        return self.monitor if len(self.config.shape) == 1 else None
+
     @property
     def d_steps(self) -> int:
         """D updates per G update (the WGAN papers' n_critic)."""
@@ -258,6 +303,8 @@ class GAN(GenerativeModel, Adversarial, ImplicitGenerator, LabelConditional):
             loss = loss + gradient_penalty(
                 self.discriminator, real, fake, y, weight=self.config.gp_weight
             )
+        elif self.config.r1 > 0:
+            loss = loss + r1_penalty(self.discriminator, real, y, weight=self.config.r1)
         return loss, d_real_fake_stats(self.config.objective, d_real.detach(), d_fake.detach())
 
     def generator_step(self, batch: Batch) -> Tensor:
@@ -300,15 +347,22 @@ class GAN(GenerativeModel, Adversarial, ImplicitGenerator, LabelConditional):
     def metrics(self, batch: Batch) -> dict[str, Tensor]:
         """D's outputs on validation data and on as many fakes, ``[B]`` each (``[B / pack]``
         packs), in the objective's units (probabilities for minimax and non-saturating): a D
-        that separates validation from training data is memorising."""
+        that separates validation from training data is memorising. For vector data also
+        ``mmd``: the multi-scale MMD between the batch and as many samples, in the players'
+        space ([-1, 1] for continuous data; see :mod:`dgm.models.gan.measures`), repeated
+        ``[B]`` so that the epoch's mean weighs batches by their size."""
         x, y = self._batch(batch)
-        d_real = self.discriminator(self._pack(self._real(x)), y)
-        d_fake = self.discriminator(self._pack(self._fake(self._noise(x.shape[0]), y)), y)
+        real, fake = self._real(x), self._fake(self._noise(x.shape[0]), y)
+        d_real = self.discriminator(self._pack(real), y)
+        d_fake = self.discriminator(self._pack(fake), y)
         objective = self.config.objective
-        return {
+        out = {
             "d_real": natural_units(objective, d_real),
             "d_fake": natural_units(objective, d_fake),
         }
+        if self.sample_monitor is not None and x.shape[0] >= 2:
+            out["mmd"] = mmd(fake, real).to(real.dtype).expand(x.shape[0])
+        return out
 
     # -- the contract ---------------------------------------------------------------------
     def log_prob(self, x: Tensor, num_samples: int = 1) -> Tensor:
