@@ -7,7 +7,9 @@ each other.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,16 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared data folder, absent here)")
     return path
+
+
+# `dgm` as a subprocess, one thread: for tests of signals and process-level behaviour
+DGM = [sys.executable, "-m", "dgm"]
+DGM_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def run_epochs(run: Path) -> list[int]:
+    """The epochs a run folder's metrics.jsonl holds, in order."""
+    file = run / "metrics.jsonl"
+    if not file.is_file():
+        return []
+    return [json.loads(line)["epoch"] for line in file.read_text().splitlines() if line.strip()]

@@ -5,27 +5,15 @@ until the run has finished."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import TINY_ARM, TINY_TRAIN
-
-DGM = [sys.executable, "-m", "dgm"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-
-
-def _epochs(run: Path) -> list[int]:
-    file = run / "metrics.jsonl"
-    if not file.is_file():
-        return []
-    return [json.loads(line)["epoch"] for line in file.read_text().splitlines() if line.strip()]
+from tests.helpers import DGM, DGM_ENV, TINY_ARM, TINY_TRAIN, run_epochs
 
 
 def _saved_epoch(run: Path) -> int:
@@ -64,7 +52,7 @@ def test_ctrl_c_in_training_saves_a_run_that_resumes_without_model(tmp_path, run
     monkeypatch.undo()
     code, _, err = run_cli("train", "--resume", run, "--epochs", "2")
     assert code == 0, err
-    assert _epochs(run) == [0, 1] and (run / "results.json").is_file()
+    assert run_epochs(run) == [0, 1] and (run / "results.json").is_file()
 
 
 @pytest.mark.slow
@@ -103,7 +91,7 @@ def test_signal_during_training_then_resume(tmp_path, sig):
         proc = subprocess.Popen(
             [*DGM, "train", "arm", "--epochs", "200", "--set", "patience=0", "--out", str(run),
              *TINY_TRAIN],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=stderr,
+            env=DGM_ENV, stdout=subprocess.DEVNULL, stderr=stderr,
         )  # fmt: skip
         deadline = time.time() + 120
         while not (run / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
@@ -123,9 +111,9 @@ def test_signal_during_training_then_resume(tmp_path, sig):
     target = saved + 2
     done = subprocess.run(
         [*DGM, "train", "--resume", str(run), "--epochs", str(target)],
-        env=ENV, capture_output=True, text=True, timeout=300,
+        env=DGM_ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "[resumed]" in done.stderr
-    assert _epochs(run) == list(range(target))  # every epoch once, none lost
+    assert run_epochs(run) == list(range(target))  # every epoch once, none lost
     assert json.loads((run / "results.json").read_text())["epochs"] == target

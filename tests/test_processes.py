@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import dgm
-from tests.helpers import TINY_TRAIN
-
-DGM = [sys.executable, "-m", "dgm"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-
-
-def _epochs(run: Path) -> list[int]:
-    file = run / "metrics.jsonl"
-    if not file.is_file():
-        return []
-    return [json.loads(line)["epoch"] for line in file.read_text().splitlines() if line.strip()]
+from tests.helpers import DGM, DGM_ENV, TINY_TRAIN, run_epochs
 
 
 @pytest.mark.slow
@@ -43,16 +30,16 @@ def test_sigkill_then_resume_continues_from_the_last_epoch(tmp_path):
             str(run),
             *TINY_TRAIN,
         ],
-        env=ENV,
+        env=DGM_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while len(_epochs(run)) < 3 and time.time() < deadline and proc.poll() is None:
+    while len(run_epochs(run)) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = _epochs(run)
+    done = run_epochs(run)
     assert len(done) >= 3, "the run did not get going"
     assert not (run / "results.json").exists()  # it really was cut off
     ckpt = torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)
@@ -61,7 +48,7 @@ def test_sigkill_then_resume_continues_from_the_last_epoch(tmp_path):
     target = resumed_at + 2
     out = subprocess.run(
         [*DGM, "train", "arm", "--resume", str(run), "--epochs", str(target)],
-        env=ENV,
+        env=DGM_ENV,
         capture_output=True,
         text=True,
         timeout=300,
@@ -69,7 +56,7 @@ def test_sigkill_then_resume_continues_from_the_last_epoch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "[resumed]" in out.stderr
     # every epoch exactly once, ending at the new limit: nothing repeated, nothing lost
-    assert _epochs(run) == list(range(target))
+    assert run_epochs(run) == list(range(target))
     for name in ("model.safetensors", "samples.png", "loss.png", "summary.md", "results.json"):
         assert (run / name).is_file()
     model = dgm.load(run)
@@ -97,7 +84,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
             str(run),
             *TINY_TRAIN,
         ],
-        env=ENV,
+        env=DGM_ENV,
         capture_output=True,
         text=True,
         timeout=300,
@@ -110,7 +97,11 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert (run / "model.safetensors").is_file() and (run / "samples.png").is_file()
     res = json.loads(
         subprocess.run(
-            [*DGM, "eval", str(run), "--json"], env=ENV, capture_output=True, text=True, timeout=120
+            [*DGM, "eval", str(run), "--json"],
+            env=DGM_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
         ).stdout
     )
     assert res["n"] == 447 and res["nll_nats"] > 0
