@@ -357,6 +357,27 @@ def test_resume_from_a_run_of_another_model(trained_run, tmp_path, run_cli):
 
 
 @pytest.mark.slow
+def test_resume_refuses_other_data(trained_run, run_cli):
+    before = (trained_run / "metrics.jsonl").read_text()
+    code, _, err = run_cli("train", "--resume", trained_run, "--data", "two-moons")
+    assert "drop --data two-moons" in _one_line_error(code, err)
+    assert (trained_run / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.slow
+def test_resume_after_the_data_changed_says_so(trained_run, tmp_path, run_cli):
+    import shutil
+
+    run = tmp_path / "changed"
+    shutil.copytree(trained_run, run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["config"]["shape"] = [1, 9, 9]  # as if the user's files had another size then
+    (run / "config.json").write_text(json.dumps(cfg))
+    code, _, err = run_cli("train", "--resume", run, "--epochs", "3")
+    assert "the data changed" in _one_line_error(code, err)
+
+
+@pytest.mark.slow
 def test_out_folder_with_files_is_not_clobbered(trained_run, run_cli):
     before = (trained_run / "metrics.jsonl").read_text()
     code, _, err = run_cli("train", "arm", "--out", trained_run, "--epochs", "1")

@@ -250,6 +250,11 @@ def run(args: argparse.Namespace) -> int:
         model_opts = {k: v for k, v in saved["config"].items() if k not in entry.cls.DATA_FIELDS}
         train_opts = {**saved.get("train", {}), **train_opts}
         meta = saved.get("data", {})
+        asked = args.data or data
+        if asked is not None and str(asked) != meta.get("name", "digits"):
+            raise ConfigError(  # silently training on the run's own data would mislead
+                f"--resume keeps the run's data ({meta.get('name', 'digits')}); drop --data {asked}"
+            )
         data, data_dir = meta.get("name", "digits"), args.data_dir or meta.get("data_dir")
         saved_levels = {k: meta[k] for k in ("levels", "continuous") if k in meta}
         if level_opts and level_opts != saved_levels:

@@ -156,6 +156,23 @@ def build(
     return registry.get(model_name).cls.for_data(spec, **(model_config or {})), cfg
 
 
+def _check_same_data(run: RunFolder, model: GenerativeModel) -> None:
+    """A resumed run's data must be what it was: the checkpoint's weights have the shapes of
+    the first session's data (a user file changed since gives a clear line, not a failed load)."""
+    saved = run.read_config().get("config", {})
+    for key in type(model).DATA_FIELDS:
+        if key not in saved:
+            continue
+        was, now = saved[key], getattr(model.config, key, None)
+        if isinstance(was, list):  # JSON gives tuples back as lists
+            was = tuple(was)
+        if was != now:
+            raise CheckpointError(
+                f"--resume {run}: the data changed since the run started ({key} was {was}, "
+                f"is now {now}); resume with the same data or start a new run"
+            )
+
+
 def fit(
     model: GenerativeModel,
     dataset: Dataset,
@@ -232,6 +249,7 @@ def fit(
             raise CheckpointError(
                 f"{run} has no {run.LAST}: it never finished an epoch; start a new run instead"
             )
+        _check_same_data(run, model)
     elif is_global_zero():
         run.prepare(overwrite)
         # written first, so even a run killed in epoch one says what it was
