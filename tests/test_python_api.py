@@ -39,7 +39,9 @@ def test_numpy_arrays_and_lists_score_as_tensors_do(name, digits):
 def test_values_outside_the_levels_are_refused_with_the_levels_named(name, digits):
     model = _model(name, digits.spec)
     x = digits.test.x[:4]
-    with pytest.raises(dgm.DataError, match=r"17 levels \(whole numbers 0..16\).*not whole"):
+    with pytest.raises(
+        dgm.DataError, match=r"not whole numbers.*17 levels \(whole numbers 0..16\)"
+    ):
         model.log_prob(x / 16)  # the user's rescaled copy
     with pytest.raises(dgm.DataError, match=r"values span \[0, 17\]"):
         model.log_prob(x.clamp(max=15) + (x == 16) * 2)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from dgm.errors import ConfigError, DataError
+from dgm.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -166,14 +166,11 @@ def split_inputs(dataset: Dataset, split: str, limit: int | None = None) -> torc
 
 
 def check_levels(model: GenerativeModel, x: torch.Tensor, what: str) -> None:
-    """The model takes x: its shape (``check_input``) and, for discrete data, its levels."""
-    model.check_input(x)
-    levels = model.levels
-    if levels is not None and x.numel() and (x.min() < 0 or x.max() > levels - 1):
-        raise DataError(
-            f"{what}: values span [{x.min().item():g}, {x.max().item():g}] but the model "
-            f"was trained on {levels} levels (0..{levels - 1})"
-        )
+    """The model takes x: its shape and, for discrete data, whole levels in range (the Python
+    API's one check, :func:`dgm.models.base.as_examples`, its lines naming ``what``)."""
+    from dgm.models.base import as_examples
+
+    as_examples(model, x, what)
 
 
 def require_likelihood(model: GenerativeModel) -> None:

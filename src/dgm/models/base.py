@@ -76,10 +76,12 @@ def trusted_inputs() -> Iterator[None]:
         _trusted -= 1
 
 
-def as_examples(model: GenerativeModel, x: Any) -> Tensor:
+def as_examples(model: GenerativeModel, x: Any, what: str | None = None) -> Tensor:
     """``x`` (a tensor, numpy array or nested list ``[B, *event_shape]``) as a float tensor on
     the model's device, checked: shape, finite values and, for discrete data, whole numbers in
-    ``0..levels-1``. The one check of a user's examples; the CLI's checks say the same."""
+    ``0..levels-1``. The one check of a user's examples (the CLI's too: ``what`` names where
+    they came from, such as ``--out mnist``, in place of the model's name)."""
+    who = what or model.name
     batch = f"[B, {', '.join(map(str, model.event_shape))}]"
     if isinstance(x, np.ndarray | list | tuple):
         try:
@@ -109,13 +111,13 @@ def as_examples(model: GenerativeModel, x: Any) -> Tensor:
         span = f"[{low:g}, {high:g}]"
         if low < 0 or high > levels - 1:
             raise DataError(
-                f"{model.name} models {levels} levels (whole numbers 0..{levels - 1}); "
-                f"the values span {span}"
+                f"{who}: values span {span} but {model.name} models {levels} levels (whole "
+                f"numbers 0..{levels - 1})"
             )
         if bool((x != x.round()).any()):
             raise DataError(
-                f"{model.name} models {levels} levels (whole numbers 0..{levels - 1}); the "
-                f"values span {span} and are not whole numbers: pass the levels themselves, "
+                f"{who}: values span {span} and are not whole numbers, but {model.name} models "
+                f"{levels} levels (whole numbers 0..{levels - 1}): pass the levels themselves, "
                 "not a rescaled copy (such as x / 255)"
             )
     return x.to(model.device)
