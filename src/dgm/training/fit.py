@@ -163,7 +163,7 @@ def _check_same_data(run: RunFolder, model: GenerativeModel) -> None:
     for key in type(model).DATA_FIELDS:
         if key not in saved:
             continue
-        was, now = saved[key], getattr(model.config, key, None)
+        was, now = saved[key], vars(model.config).get(key)
         if isinstance(was, list):  # JSON gives tuples back as lists
             was = tuple(was)
         if was != now:
