@@ -65,6 +65,10 @@ TINY: dict[str, dict] = {
         "max_dilation": 4,
         "stacks": 1,
     },
+    # text models: the contract suite gives them tiny_text_file's sentences instead of digits
+    "lstm-lm": {"embed": 8, "hidden": 8},
+    "transformer-lm": {"dim": 8, "layers": 1, "heads": 2},
+    "text-vae": {"latent": 4, "embed": 8, "hidden": 8, "decoder_hidden": 8},
 }
 
 # a small ARM: fast to train, big enough to learn something in two epochs
@@ -135,10 +139,33 @@ def _variants() -> list[tuple[str, str, dict]]:
         out.append((f"{name}-logistic", name, {**TINY[name], "likelihood": "logistic-mixture"}))
     masks = {"input": "onehot", "order": "random", "num_masks": 3, "ensemble": 2}
     out.append(("made-masks", "made", {**TINY["made"], **masks, "direct": True, "mask_bias": True}))
+    vae = TINY["text-vae"]
+    cnn = {"decoder": "dilated-cnn", "cnn": "small", "channels": 8}
+    out += [
+        ("lstm-lm-tied", "lstm-lm", {**TINY["lstm-lm"], "tied": True, "layers": 2}),
+        ("text-vae-cnn-bi-mog", "text-vae", {**vae, **cnn, "bidirectional": True, "prior": "mog"}),
+        ("text-vae-flow", "text-vae", {**vae, "prior": "flow", "prior_flow": 1, "prior_hidden": 8}),
+    ]
     return out
 
 
 VARIANTS = _variants()
+
+
+TEXT_WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "and", "saw"]
+
+
+def tiny_text_file(path: Path, lines: int = 60, seed: int = 0) -> Path:
+    """A .txt file of ``lines`` short sentences (1 to 7 words of :data:`TEXT_WORDS`, one a
+    line): text data for the contract suite and the text models' tests."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(lines):
+        n = int(torch.randint(1, 8, (1,), generator=g))
+        words = torch.randint(len(TEXT_WORDS), (n,), generator=g).tolist()
+        out.append(" ".join(TEXT_WORDS[w] for w in words))
+    path.write_text("\n".join(out) + "\n")
+    return path
 
 
 def digits_like(n: int, seed: int = 0) -> torch.Tensor:

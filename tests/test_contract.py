@@ -21,10 +21,11 @@ from dgm.models.capabilities import (
     Classifier,
     EvidenceBound,
     LabelConditional,
+    LatentDiagnostics,
     ReceptiveField,
 )
 from tests.device_guard import exercise
-from tests.helpers import TINY, VARIANTS
+from tests.helpers import TINY, VARIANTS, tiny_text_file
 
 CASES = [(name, name, cfg) for name, cfg in sorted(TINY.items())] + VARIANTS
 
@@ -34,15 +35,39 @@ def test_every_model_has_a_tiny_config():
     assert not missing, f"add a tiny config for {missing} to tests/helpers.py"
 
 
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory):
+    """Sentences for the text models (which refuse digits, as every other model refuses text)."""
+    from dgm.data import load_dataset
+
+    return load_dataset(tiny_text_file(tmp_path_factory.mktemp("text") / "tiny.txt"))
+
+
 @pytest.fixture(params=CASES, ids=[case[0] for case in CASES])
-def model(request, digits):
-    _, name, cfg = request.param
+def case(request):
+    return request.param
+
+
+@pytest.fixture
+def data(case, digits, text_data):
+    """The data the case's model takes: text for text models, the digits for the rest."""
+    return text_data if registry.get(case[1]).cls.text else digits
+
+
+@pytest.fixture
+def model(case, data):
+    _, name, cfg = case
     torch.manual_seed(0)
-    return registry.get(name).cls.for_data(digits.spec, **cfg)
+    return registry.get(name).cls.for_data(data.spec, **cfg)
 
 
-def test_log_prob_sample_loss_shapes(model, digits):
-    x, y = digits.train.x[:6], digits.train.y[:6]
+def first(split, n: int):
+    """The first ``n`` examples and labels (None where the data has none)."""
+    return split.x[:n], None if split.y is None else split.y[:n]
+
+
+def test_log_prob_sample_loss_shapes(model, data):
+    x, y = first(data.train, 6)
     if model.has_likelihood:
         lp = model.log_prob(x)
         assert lp.shape == (6,) and torch.isfinite(lp).all() and (lp <= 0).all()
@@ -56,30 +81,30 @@ def test_log_prob_sample_loss_shapes(model, digits):
     assert all(v.shape == (6,) for v in metrics.values()), {k: v.shape for k, v in metrics.items()}
     model.eval()
     s = model.sample(3)
-    assert s.shape == (3, *digits.spec.shape)
-    assert s.min() >= 0 and s.max() <= digits.spec.levels - 1 and torch.equal(s, s.round())
+    assert s.shape == (3, *data.spec.shape)
+    assert s.min() >= 0 and s.max() <= data.spec.levels - 1 and torch.equal(s, s.round())
     coldest = model.sample(2, temperature=0)  # the likelihood's mode: still whole levels
-    assert coldest.shape == (2, *digits.spec.shape) and torch.equal(coldest, coldest.round())
+    assert coldest.shape == (2, *data.spec.shape) and torch.equal(coldest, coldest.round())
 
 
-def test_device_clean(model, digits):
+def test_device_clean(model, data):
     """No tensor made on the CPU by default inside loss, log_prob or sample."""
-    offenders = exercise(model, digits.train.x[:4], digits.train.y[:4])
+    offenders = exercise(model, *first(data.train, 4))
     assert not offenders, f"{model.name} makes CPU tensors in forward: {offenders}"
 
 
-def test_gradients_reach_every_parameter(model, digits):
+def test_gradients_reach_every_parameter(model, data):
     model.train()
-    model.loss((digits.train.x[:16], digits.train.y[:16])).backward()
+    model.loss(first(data.train, 16)).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not dead, f"no gradient reaches {dead}"
 
 
-def test_save_load_identical_outputs(model, digits, tmp_path):
+def test_save_load_identical_outputs(model, data, tmp_path):
     model.eval()
     model.save(tmp_path / "m")
     again = dgm.load(tmp_path / "m")
-    x = digits.test.x[:8]
+    x = data.test.x[:8]
     # seeded: dequantised flows draw noise inside log_prob; models without one are compared
     # on their samples
     score = (lambda m: m.log_prob(x)) if model.has_likelihood else (lambda m: m.sample(8))
@@ -93,8 +118,8 @@ def test_save_load_identical_outputs(model, digits, tmp_path):
     assert again.config == model.config and not again.training
 
 
-def test_declared_capabilities_keep_their_promises(model, digits):
-    x = digits.test.x[:5]
+def test_declared_capabilities_keep_their_promises(model, data):
+    x = data.test.x[:5]
     model.eval()
     checked = 0
     if isinstance(model, EvidenceBound):
@@ -113,7 +138,7 @@ def test_declared_capabilities_keep_their_promises(model, digits):
         checked += 1
     if isinstance(model, Classifier):
         log_py = model.classify(x)  # [B, C], rows log-softmax
-        assert log_py.shape == (5, digits.spec.num_classes)
+        assert log_py.shape == (5, data.spec.num_classes)
         torch.testing.assert_close(log_py.exp().sum(1), torch.ones(5))
         torch.manual_seed(0)
         log_px, log_py2 = model.predict(x)
@@ -122,7 +147,7 @@ def test_declared_capabilities_keep_their_promises(model, digits):
         checked += 1
     if isinstance(model, LabelConditional):
         if model.conditional:
-            assert model.num_classes == digits.spec.num_classes
+            assert model.num_classes == data.spec.num_classes
             assert model.sample(4, labels=[0, 1, 2, 3]).shape == (4, *x.shape[1:])
         else:
             assert model.num_classes == 0 and model.labels_for(3) is None
@@ -134,8 +159,11 @@ def test_declared_capabilities_keep_their_promises(model, digits):
     assert checked == sum(isinstance(model, c) for c in declared)
 
 
+TEXT = sorted(name for name in TINY if registry.get(name).cls.text)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(set(TINY) - set(TEXT)))
 def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
     sets = [a for k, v in TINY[name].items() for a in ("--set", f"{k}={v}")]
     run = tmp_path / name
@@ -178,3 +206,29 @@ def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
     else:
         code, _, err = run_cli("reconstruct", run, "-n", "8", "--out", tmp_path / "r.png")
         assert code == 2 and "no encoder" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TEXT)
+def test_two_epoch_cli_run_on_text(name, tmp_path, run_cli):
+    """A text model trains two epochs on a user's .txt file, is evaluated (NLL and perplexity
+    over real tokens) and prints sentences."""
+    sets = [a for k, v in TINY[name].items() for a in ("--set", f"{k}={v}")]
+    data, run = tiny_text_file(tmp_path / "tiny.txt"), tmp_path / name
+    code, _, err = run_cli(
+        "train", name, "--data", data, "--epochs", "2", "--out", run,
+        "--set", "sample_every=0", *sets,
+    )  # fmt: skip
+    assert code == 0, err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    if issubclass(registry.get(name).cls, LatentDiagnostics):  # the collapse diagnostics
+        assert all({"val_kl", "val_mi", "val_active_units"} <= set(r) for r in records)
+    code, out, err = run_cli("eval", run, "--json", "--num-samples", "8")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["model"] == name and res["n"] == 6  # 60 lines: 48 / 6 / 6
+    assert res["nll_nats"] > 0 and res["ppl"] > 1
+    code, out, err = run_cli("sample", run, "-n", "3")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 3

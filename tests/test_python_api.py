@@ -13,6 +13,9 @@ from dgm import registry
 from tests.helpers import TINY
 
 LIKELIHOOD_MODELS = sorted(n for n in TINY if registry.get(n).cls.has_likelihood)
+# the models of arrays (digits here); text models score rows of token ids (test below)
+ARRAY_MODELS = [n for n in LIKELIHOOD_MODELS if not registry.get(n).cls.text]
+TEXT_MODELS = [n for n in LIKELIHOOD_MODELS if registry.get(n).cls.text]
 
 
 def _model(name, spec, **extra):
@@ -25,7 +28,7 @@ def _scores(model, x):
     return model.log_prob(x)
 
 
-@pytest.mark.parametrize("name", LIKELIHOOD_MODELS)
+@pytest.mark.parametrize("name", ARRAY_MODELS)
 def test_numpy_arrays_and_lists_score_as_tensors_do(name, digits):
     model = _model(name, digits.spec)
     x = digits.test.x[:4]
@@ -35,7 +38,7 @@ def test_numpy_arrays_and_lists_score_as_tensors_do(name, digits):
     assert torch.equal(_scores(model, x.tolist()), expected)
 
 
-@pytest.mark.parametrize("name", LIKELIHOOD_MODELS)
+@pytest.mark.parametrize("name", ARRAY_MODELS)
 def test_values_outside_the_levels_are_refused_with_the_levels_named(name, digits):
     model = _model(name, digits.spec)
     x = digits.test.x[:4]
@@ -47,6 +50,20 @@ def test_values_outside_the_levels_are_refused_with_the_levels_named(name, digit
         model.log_prob(x.clamp(max=15) + (x == 16) * 2)
     with pytest.raises(dgm.DataError, match=r"span \[-1, "):
         model.log_prob(x - 1)
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_text_models_take_id_arrays_and_refuse_ids_outside_the_vocabulary(name):
+    torch.manual_seed(0)
+    model = dgm.create(name, shape=(6,), levels=9)
+    x = torch.tensor([[4.0, 5, 3, 0, 0, 0], [8, 1, 7, 6, 4, 3]])  # words, </s> (3), <pad> (0)
+    expected = _scores(model, x)
+    assert torch.equal(_scores(model, x.numpy().astype(np.int64)), expected)
+    assert torch.equal(_scores(model, x.tolist()), expected)
+    with pytest.raises(dgm.DataError, match=r"values span \[0, 9\].*9 levels"):
+        model.log_prob(x + (x == 8))  # id 9: outside the vocabulary of 9
+    with pytest.raises(dgm.DataError, match="exactly one end token"):
+        model.log_prob(torch.tensor([[4.0, 5, 6, 7, 8, 4]]))  # no </s>
 
 
 def test_bad_examples_get_one_typed_line(digits):

@@ -11,8 +11,8 @@ import torch
 import dgm
 import dgm.models.autoregressive.transformer_arm  # registers "transformer-arm"
 from dgm.errors import ConfigError
-from dgm.models.autoregressive.transformer import CausalTransformer
 from dgm.models.base import GenerativeModel
+from dgm.nn.transformer import CausalTransformer
 
 TINY = {"dim": 16, "layers": 2, "heads": 2, "mlp_ratio": 2.0, "dropout": 0.1}
 TINY_TRAIN = [

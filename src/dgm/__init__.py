@@ -26,21 +26,24 @@ def train(
     then the kept weights on the test split, results.json and summary.md; returns the results.
 
     ``data``: a dataset name, a path (image folder, .npy, .npz, .csv) or a loaded
-    :class:`dgm.data.Dataset`; ``options``: model and training options by name, as ``--set``
-    takes them (``hidden=64, epochs=5, lr=3e-4``). ``out`` defaults to
+    :class:`dgm.data.Dataset`; ``options``: model, training and text-data options by name, as
+    ``--set`` takes them (``hidden=64, epochs=5, lr=3e-4, tokenizer="char"``). ``out`` defaults to
     ``runs/MODEL-DATA-TIME``. Errors are :class:`DgmError` subclasses whose messages name these
     keywords. To continue an interrupted run: ``dgm train --resume RUN``.
     """
     import time
 
     from dgm.data import DATASETS, Dataset, load_dataset
+    from dgm.data.text import pop_text_options
     from dgm.pipeline import train as run
     from dgm.registry import get
     from dgm.training.config import split_options
 
     cls = get(model).cls
+    options = dict(options)
+    text = pop_text_options(options)  # tokenizer, vocab_size, ...: how text data is read
     model_opts, train_opts = split_options(cls, options)
-    dataset = data if isinstance(data, Dataset) else load_dataset(str(data), data_dir)
+    dataset = data if isinstance(data, Dataset) else load_dataset(str(data), data_dir, **text)
     if out is None:
         out = (
             Path("runs")
@@ -50,6 +53,7 @@ def train(
     meta = {  # where the data came from, so `dgm eval RUN` finds it again
         "name": dataset.spec.name if named else str(Path(data).resolve()),
         "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+        **text,
     }
     return run(model, dataset, out, model_opts, train_opts, overwrite=overwrite, data_meta=meta)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"  # a text model's tokenizer (dgm.data.text), JSON
 FORMAT_VERSION = 1
+# Files beside the weights that a layer above this one reads into the model, by module and
+# function: imported only when the file is there (as the registry imports the families), so
+# io imports nothing above it and ``import dgm`` stays light.
+ATTACHMENTS = {TOKENIZER: "dgm.data.text:attach_tokenizer"}
 
 
 def _umask() -> int:
@@ -90,11 +96,16 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def save_model(
     model: GenerativeModel, path: str | Path, extra: dict[str, Any] | None = None
 ) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into folder ``path``."""
+    """Write ``config.json`` and ``model.safetensors`` into folder ``path`` (and
+    ``tokenizer.json`` for a text model that has a tokenizer, so :func:`load` gets it back)."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_save(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"model": model.name}))
+    tokenizer = getattr(model, "tokenizer", None)  # text models (TextModel) carry one
+    if tokenizer is not None:
+        with atomic_write(folder / TOKENIZER) as f:
+            f.write(tokenizer.to_json())
     write_model_config(model, folder, extra)
 
 
@@ -122,7 +133,8 @@ def load_weights(file: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path, map_location: str | None = None) -> GenerativeModel:
-    """Load a model saved by :func:`save_model` or a run folder from ``dgm train``."""
+    """Load a model saved by :func:`save_model` or a run folder from ``dgm train``; a text
+    model's ``tokenizer`` comes from the folder's tokenizer.json."""
     from dgm import registry
 
     cfg = read_config(path)
@@ -139,6 +151,11 @@ def load(path: str | Path, map_location: str | None = None) -> GenerativeModel:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{Path(path) / WEIGHTS}: {str(e).splitlines()[0]}") from None
+    for name, target in ATTACHMENTS.items():
+        file = Path(path) / name
+        if file.is_file():
+            module, function = target.split(":")
+            getattr(importlib.import_module(module), function)(model, file)
     model.eval()
     if map_location is not None:
         model.to(map_location)

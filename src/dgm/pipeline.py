@@ -28,6 +28,7 @@ from dgm.evaluation.classification import classifies, evaluate_classifier
 from dgm.evaluation.likelihood import TRAINING_SAMPLES, evaluate_likelihood, num_samples_for
 from dgm.evaluation.quality import coverage_line
 from dgm.evaluation.sample_quality import default_quality_metrics, evaluate_sample_quality
+from dgm.evaluation.text import is_text
 from dgm.models.base import GenerativeModel
 from dgm.models.capabilities import DecoderMean, ReceptiveField
 from dgm.plotting import save_curves, save_density, save_samples
@@ -96,10 +97,15 @@ def finish(
         else (samples, "samples")
     )
     two_d = tuple(dataset.spec.shape) == (2,)  # drawn over the data, on the data's range
-    save_samples(
-        shown, dataset.spec, run.samples_plot, title=f"{model.name}: {what}",
-        data=dataset.test.x[:5000] if two_d and len(dataset.test) else None,
-    )  # fmt: skip
+    # text: sentences, in summary.md; a picture of token ids would say nothing
+    sentences = model.texts(samples) if is_text(model) else None
+    if sentences is not None:
+        run.write_samples_text(sentences)
+    if sentences is None:
+        save_samples(
+            shown, dataset.spec, run.samples_plot, title=f"{model.name}: {what}",
+            data=dataset.test.x[:5000] if two_d and len(dataset.test) else None,
+        )  # fmt: skip
     if dataset.spec.shape == (2,) and dataset.spec.levels is None and model.exact_likelihood:
         # a 2-D density can be looked at directly, next to the data and the samples
         more = model.sample(2000) if cfg.num_samples < 2000 else samples
@@ -130,7 +136,7 @@ def finish(
     if cfg.test and len(dataset.test):
         results.update(_test_results(model, dataset, cfg, run, show))
     run.write_results(results)
-    run.write_summary(summary(run, model, dataset, cfg, results))
+    run.write_summary(summary(run, model, dataset, cfg, results, sentences))
     if results["val_nll_nats"] is not None:
         show(
             f"best epoch {results['best_epoch']}: val nll {results['val_nll_nats']:.3f} nats; "
@@ -148,12 +154,31 @@ def finish(
             f"test accuracy {results['test_accuracy']:.4f}, expected calibration error "
             f"{results['test_ece']:.4f}"
         )
-    if "test_nll_nats" in results:
+    if "test_ppl" in results:  # text: per sentence, and per token
+        show(
+            f"test nll {results['test_nll_nats']:.3f} nats per sentence, perplexity "
+            f"{results['test_ppl']:.2f} ({results['test_nats_per_token']:.4f} nats per token) "
+            f"on {results['test_n']} test sentences"
+        )
+    elif "test_nll_nats" in results:
         show(
             f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
             f"on {results['test_n']} test examples"
         )
-    show(f"wrote {run.samples_plot}, {run.loss_plot}, {run.summary_file}")
+    if "test_active_units" in results:
+        show(
+            f"test latent code: KL {results['test_kl']:.3f} nats, I(x; z) "
+            f"{results['test_mi']:.3f} nats, {results['test_active_units']} active units"
+        )
+    if sentences is not None:
+        for line in sentences[:3]:
+            show(f"sample: {line}")
+        show(
+            f"wrote {run.samples_text}, {run.loss_plot}, {run.summary_file} (with "
+            f"{min(10, len(sentences))} samples)"
+        )
+    else:
+        show(f"wrote {run.samples_plot}, {run.loss_plot}, {run.summary_file}")
     return results
 
 
@@ -199,9 +224,15 @@ def _test_results(
 
 
 def summary(
-    run: RunFolder, model: GenerativeModel, dataset: Dataset, cfg: TrainConfig, res: dict[str, Any]
+    run: RunFolder,
+    model: GenerativeModel,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    res: dict[str, Any],
+    sentences: list[str] | None = None,
 ) -> str:
-    """summary.md: what was trained, on what, how well, and how to use it."""
+    """summary.md: what was trained, on what, how well, and how to use it (for text, with
+    ``sentences`` the model drew)."""
 
     def fmt(v: Any) -> str:
         return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
@@ -214,6 +245,17 @@ def summary(
         if model.has_likelihood
         else "no likelihood: sample quality on dgm's own feature network (see its line above)"
     )
+    if is_text(model):  # padding is no dimension: text is counted in tokens
+        nll_line = (
+            f"NLL in nats per sentence ({model.likelihood_note()}); perplexity = exp(total NLL "
+            "/ total tokens), the tokens of a sentence its words (or characters) and its end "
+            "token, never padding; bpd here is bits per token"
+        )
+        if res.get("test_active_units") is not None:
+            nll_line += (
+                "; kl = mean KL(q(z|x) || p(z)), mi = I(x; z) (He et al. 2019), active_units: "
+                "dimensions with Cov_x(E_q[z]) > 0.01 (Burda et al. 2016), on the test split"
+            )
     return f"""# {model.name} on {dataset.spec.name}
 
 | result | value |
@@ -228,9 +270,20 @@ val / {len(dataset.test)} test; shape {tuple(dataset.spec.shape)}, levels {datas
 - {nll_line}
 - machine: {platform.platform()}, torch {torch.__version__}
 
-Use it: `dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`,
-or in Python `model = dgm.load("{run}")`.
-"""
+{_samples_block(run, sentences)}"""
+
+
+def _samples_block(run: RunFolder, sentences: list[str] | None) -> str:
+    """How to use the run, and for text the sentences it drew."""
+    use = f"`dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`"
+    if sentences is None:
+        return f'Use it: {use},\nor in Python `model = dgm.load("{run}")`.\n'
+    lines = "\n".join(f"    {s}" for s in sentences[:10])
+    return (
+        f"Samples (temperature 1):\n\n{lines}\n\nUse it: `dgm eval {run} --json`, "
+        f"`dgm sample {run} -n 10`, `dgm detect {run} FILE.txt`,\nor in Python "
+        f'`model = dgm.load("{run}")`.\n'
+    )
 
 
 __all__ = ["finish", "summary", "train"]

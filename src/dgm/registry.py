@@ -30,6 +30,7 @@ FAMILIES = (
     "dgm.models.latent",
     "dgm.models.gan",
     "dgm.models.hybrid",
+    "dgm.models.text",
 )
 
 

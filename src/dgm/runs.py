@@ -11,6 +11,8 @@ model.safetensors  the weights kept (best on validation; EMA weights when ``ema`
 last.ckpt          the full training state after the last finished epoch, for ``--resume``
 metrics.jsonl      one JSON object per epoch
 samples.png        a sample grid (every ``sample_every`` epochs and at the end)
+samples.txt        text models: decoded samples, one a line (instead of samples.png)
+tokenizer.json     text data: the tokenizer (dgm.data.text, JSON), written when training starts
 loss.png           the training curves
 density.png        the density of a 2-D model, next to the data and its samples
 results.json       the final numbers, for machines
@@ -24,13 +26,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgm.errors import ConfigError, option
 from dgm.io import (
     CONFIG,
+    TOKENIZER,
     WEIGHTS,
     atomic_write,
     read_config,
@@ -39,12 +42,14 @@ from dgm.io import (
 )
 
 if TYPE_CHECKING:
+    from dgm.data.text import TextTokenizer
     from dgm.models.base import GenerativeModel
 
 
 LAST = "last.ckpt"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.png"
+SAMPLES_TEXT = "samples.txt"
 LOSS = "loss.png"
 DENSITY = "density.png"
 RESULTS = "results.json"
@@ -69,7 +74,10 @@ class RunFolder(os.PathLike):
 
     LAST = LAST
     # what a new run replaces when asked to overwrite a folder (nothing else is touched)
-    TRAINING_FILES = (CONFIG, WEIGHTS, LAST, METRICS, SAMPLES, LOSS, DENSITY, RESULTS, SUMMARY)
+    TRAINING_FILES = (
+        CONFIG, WEIGHTS, LAST, METRICS, SAMPLES, SAMPLES_TEXT, TOKENIZER, LOSS, DENSITY, RESULTS,
+        SUMMARY,
+    )  # fmt: skip
 
     def __init__(self, path: str | Path | RunFolder) -> None:
         self.path = Path(path)
@@ -88,6 +96,8 @@ class RunFolder(os.PathLike):
     weights_file = _File(WEIGHTS)
     checkpoint = _File(LAST)
     samples_plot = _File(SAMPLES)
+    samples_text = _File(SAMPLES_TEXT)  # a text model's samples, decoded, one a line
+    tokenizer_file = _File(TOKENIZER)  # text data: the tokenizer, JSON
     loss_plot = _File(LOSS)
     density_plot = _File(DENSITY)
     summary_file = _File(SUMMARY)
@@ -125,6 +135,23 @@ class RunFolder(os.PathLike):
     def write_config(self, model: GenerativeModel, meta: dict[str, Any]) -> None:
         """config.json: the model's name and config, and ``meta`` (data, training settings)."""
         write_model_config(model, self.path, meta)
+
+    def write_tokenizer(self, tokenizer: TextTokenizer) -> None:
+        """tokenizer.json: the tokenizer that encoded the run's text (read back, never
+        re-trained, by ``--resume``, ``dgm eval`` and :func:`dgm.load`)."""
+        with atomic_write(self.tokenizer_file) as f:
+            f.write(tokenizer.to_json())
+
+    def has_tokenizer(self) -> bool:
+        return self.tokenizer_file.is_file()
+
+    def write_samples_text(self, lines: Sequence[str]) -> None:
+        """samples.txt (UTF-8): one decoded sample a line; when a sample holds line breaks
+        (character-level text), each is followed by a line of dashes instead."""
+        multiline = any("\n" in line for line in lines)
+        end = "\n" + "-" * 40 + "\n" if multiline else "\n"
+        with atomic_write(self.samples_text, "wb") as f:
+            f.write("".join(line + end for line in lines).encode("utf-8"))
 
     def save_model(self, model: GenerativeModel, meta: dict[str, Any]) -> None:
         """The weights to keep, with config.json (``meta`` as :meth:`write_config`)."""

@@ -134,11 +134,28 @@ class LoadedRun:
         own = name is None or str(name) == meta.get("name")
         levels = {k: meta[k] for k in ("levels", "continuous") if k in meta} if own else {}
         return load_dataset(
-            str(name or meta.get("name", "digits")), data_dir or meta.get("data_dir"), **levels
-        )
+            str(name or meta.get("name", "digits")), data_dir or meta.get("data_dir"), **levels,
+            **run_text_options(self.folder, self.config),
+        )  # fmt: skip
 
     def data_name(self, name: str | None = None) -> str:
         return str(name or self.data_meta.get("name", "digits"))
+
+
+def run_text_options(folder: RunFolder, config: dict[str, Any] | None) -> dict[str, Any]:
+    """How a text run's data is read again: its own tokenizer.json (never re-trained) and its
+    examples' length; nothing for a run of other data. Other text data (``dgm ood RUN --out
+    tinyshakespeare``) is encoded the same way, and data that is not text ignores them."""
+    if not folder.has_tokenizer():
+        return {}
+    from dgm.data.text import TextTokenizer
+
+    spec = ((config or {}).get("data") or {}).get("spec") or {}
+    shape = spec.get("shape") or []
+    return {
+        "tokenizer": TextTokenizer.load(folder.tokenizer_file),
+        **({"max_len": int(shape[0])} if len(shape) == 1 else {}),
+    }
 
 
 def load_run(run: str | Path, device_name: str = "auto") -> LoadedRun:

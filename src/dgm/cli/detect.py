@@ -2,7 +2,10 @@
 with log p(x) and, for models that classify, a label and p(label|x); decide 'confident',
 'uncertain-label' or 'uncertain-object' with a log p(x) threshold calibrated on the run's
 validation split (dgm.evaluation.decision). Image files are 8-bit and mapped to the model's
-levels; arrays (.npy, .npz, .csv) are read in the data's own units."""
+levels; arrays (.npy, .npz, .csv) are read in the data's own units. Text models score each
+line of a .txt file (or of every .txt file in a folder), encoded with the run's tokenizer:
+log p(x) of the sentence, per token, and a decision on log p(x) per token (so that a long
+sentence is not improbable for its length alone)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm.cli import common
+from dgm.cli import text as textio
 from dgm.errors import ConfigError, DataError
 
 
@@ -19,7 +23,12 @@ def add_parser(sub: Any) -> None:
     summary = "score inputs: label, p(label|x), log p(x) and a decision for each"
     d = sub.add_parser("detect", help=summary, description=__doc__)
     d.add_argument("run", metavar="RUN", help="a run folder from 'dgm train'")
-    d.add_argument("inputs", metavar="INPUTS", help="a file or folder of images or arrays")
+    d.add_argument(
+        "inputs",
+        metavar="INPUTS",
+        help="a file or folder of images or arrays; for text models a .txt file (one sentence "
+        "a line) or a folder of them",
+    )
     d.add_argument(
         "--keep",
         type=float,
@@ -37,7 +46,8 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=None,
         metavar="NATS",
-        help="use this log p(x) threshold instead of calibrating one on validation data",
+        help="use this log p(x) threshold instead of calibrating one on validation data "
+        "(for text models: nats per token)",
     )
     add_shared(d)
     d.add_argument("--json", action="store_true", help="one JSON object per input, then a summary")
@@ -80,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
     common.require_likelihood(model)
+    if textio.is_text_model(model):
+        return _run_text(args, loaded)
+    if Path(args.inputs).suffix.lower() in textio.TEXT_SUFFIXES:
+        textio.refuse_text(model, args.inputs)
     spec_dict = loaded.data_meta.get("spec")
     if not spec_dict:
         raise DataError(f"{args.run}: config.json names no data spec; retrain with this dgm")
@@ -164,7 +178,9 @@ def _print(rows: list[dict[str, Any]], summary: dict[str, Any], thr: Any) -> Non
     )
 
 
-def _write_report(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def _write_report(
+    path: Path, rows: list[dict[str, Any]], summary: dict[str, Any], keys: list[str] | None = None
+) -> None:
     from dgm.io import atomic_write
 
     suffix = path.suffix.lower()
@@ -174,7 +190,8 @@ def _write_report(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any
     elif suffix == ".csv":
         import csv
 
-        keys = ["input", "label", "label_name", "p_label", "log_px", "bpd", "decision", "error"]
+        keys = keys or ["input", "label", "label_name", "p_label", "log_px", "bpd", "decision",
+                        "error"]  # fmt: skip
         with atomic_write(path, "w") as f:
             w = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
             w.writeheader()
@@ -182,3 +199,90 @@ def _write_report(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any
                 w.writerow({k: r.get(k, "") for k in keys})
     else:
         raise ConfigError(f"--out {path}: use a .json or .csv file name")
+
+
+# validation sentences the text threshold is calibrated on (the first of the split)
+CALIBRATION_SENTENCES = 1000
+TEXT_KEYS = ["input", "log_px", "tokens", "log_px_per_token", "bpd", "decision", "note", "text"]
+
+
+def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
+    """Every line of a text file scored by a text model: log p(x) in nats, per token (and in
+    bits per token, ``bpd``), and a decision on log p(x) per token calibrated on the run's
+    validation sentences."""
+    import torch
+
+    from dgm.evaluation.decision import Thresholds, calibrate, decide, score, summarize
+    from dgm.evaluation.text import token_counts
+
+    model: Any = loaded.model
+    path = Path(args.inputs)
+    if path.is_file() and path.suffix.lower() in textio.NOT_TEXT:
+        textio.refuse_non_text(model, str(args.inputs))
+    lines = textio.read_lines(path)
+    enc = textio.encode(model, [line.text for line in lines])
+    k = quick_num_samples(args, model)
+    torch.manual_seed(args.seed)
+    if args.log_px_threshold is not None:
+        thr = Thresholds(args.log_px_threshold, args.min_p_label, keep=float("nan"), num_val=0)
+    else:
+        # at most CALIBRATION_SENTENCES: PTB's 3370 with K = 100 are many minutes on a CPU
+        val = common.split_inputs(loaded.dataset(None, args.data_dir), "val")
+        val = val[:CALIBRATION_SENTENCES]
+        val_lp, _ = score(model, val, args.batch_size, k)
+        thr = calibrate(val_lp / token_counts(val), args.keep, args.min_p_label)
+    log_px, _ = score(model, enc.x, args.batch_size, k)
+    tokens = token_counts(enc.x)
+    per_token = log_px / tokens
+    # decide on log p(x) per token: its bpd is then bits per token (one dimension a token)
+    decided = decide(per_token, None, thr, 1)
+    rows: list[dict[str, Any]] = []
+    for line, lp, n, rec, note in zip(lines, log_px.tolist(), tokens.tolist(), decided, enc.notes):
+        row = {
+            "input": line.name,
+            "log_px": lp,
+            "tokens": int(n),
+            "log_px_per_token": rec["log_px"],
+            "bpd": rec["bpd"],
+            "decision": rec["decision"],
+            "text": line.text,
+        }
+        if note:
+            row["note"] = note
+        rows.append(row)
+    summary = {
+        "model": model.name,
+        "run": str(args.run),
+        "inputs": len(rows),
+        "invalid": 0,
+        **summarize(rows),
+        "thresholds": thr.to_dict(),
+        "threshold_unit": "nats per token",
+        **({"num_samples": k} if k else {}),
+    }
+    if args.out:
+        _write_report(Path(args.out), rows, summary, TEXT_KEYS)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        print(json.dumps({"summary": summary}))
+        return common.EXIT_OK
+    width = min(32, max(len(r["input"]) for r in rows))
+    for r in rows:
+        name = r["input"] if len(r["input"]) <= width else "..." + r["input"][-(width - 3) :]
+        print(
+            f"{name:<{width}}  log p(x) {r['log_px']:9.2f} nats  {r['log_px_per_token']:7.3f} "
+            f"per token  {r['tokens']:3d} tokens  {r['decision']:<16}  {r['text']}"
+        )
+        if "note" in r:
+            print(f"{'':<{width}}  note: {r['note']}")
+    how = (
+        f"keeps {thr.keep:.0%} of {thr.num_val} validation sentences"
+        if thr.num_val
+        else "given by --log-px-threshold"
+    )
+    print(
+        f"{len(rows)} lines: {summary['confident']} confident, {summary['uncertain-object']} "
+        f"uncertain-object; log p(x) threshold {thr.log_px:.3f} nats per token ({how})"
+    )
+    return common.EXIT_OK

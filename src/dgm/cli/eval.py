@@ -1,6 +1,8 @@
 """``dgm eval RUN``: a run's NLL in nats and bits/dim (with what kind of number it is), the AIS
 estimate of a GAN generator, the quality of its samples, and accuracy for models that
-classify."""
+classify. Text models: NLL per sentence, perplexity and nats per token (``bpd`` is bits per
+token there); latent models that declare their collapse diagnostics add ``kl``, ``mi`` and
+``active_units``."""
 
 from __future__ import annotations
 
@@ -219,11 +221,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
     print(f"{model} on {data} ({split}, n={out['n']}):")
-    if "nll_nats" in out:
+    if "nll_nats" in out and "ppl" in out:  # text: per sentence, and per token
+        print(
+            f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats per sentence; perplexity "
+            f"{out['ppl']:.2f} ({out['nats_per_token']:.4f} nats, {out['bpd']:.4f} bits per "
+            f"token, over {out['tokens']} tokens, end tokens included)"
+        )
+        if "elbo_nats" in out:
+            print(f"  -elbo {out['elbo_nats']:.3f} ± {out['elbo_sem']:.3f} nats per sentence")
+        print(f"  {out['estimate']}")
+    elif "nll_nats" in out:
         print(f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats, {out['bpd']:.4f} bits/dim")
         if "elbo_nats" in out:
             print(f"  -elbo {out['elbo_nats']:.3f} ± {out['elbo_sem']:.3f} nats")
         print(f"  {out['estimate']}")
+    if "active_units" in out:
+        print(
+            f"  latent code: KL(q(z|x) || p(z)) {out['kl']:.3f} nats, mutual information "
+            f"I(x; z) {out['mi']:.3f} nats, {out['active_units']} active units"
+        )
     if "ais_nll_nats" in out:
         print(
             f"  ais nll {out['ais_nll_nats']:.3f} ± {out['ais_sem']:.3f} nats "

@@ -2,7 +2,9 @@
 inputs with every OOD score that applies to the run's model (dgm.evaluation.ood), and report
 AUROC, AUPR and the false-positive rate at 95% true-positive rate (OOD is the positive
 class), with histograms of the scores. --out may also be 'noise' or 'inverted' (built from
---in)."""
+--in). Text runs take text data (e.g. a PTB run with --out tinyshakespeare, or a .txt file):
+it is encoded with the run's own tokenizer and maximum length, so both sets are sentences
+the model can score."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm.cli import common
+from dgm.cli import text as textio
 from dgm.cli.detect import add_shared, quick_num_samples
 
 
@@ -45,13 +48,26 @@ def add_parser(sub: Any) -> None:
     o.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def _same_kind(model: Any, spec: Any, what: str) -> None:
+    """Text for a text model, arrays for the others: one line otherwise."""
+    if spec.is_text and not textio.is_text_model(model):
+        textio.refuse_text(model, what)
+    if textio.is_text_model(model) and not spec.is_text:
+        textio.refuse_non_text(model, what)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dgm.data import load_dataset
     from dgm.data.inputs import DERIVED, derived_inputs
     from dgm.evaluation.likelihood import per_example_nll
-    from dgm.evaluation.ood import SCORES, ood_report, score_inputs, unavailable_scores
+    from dgm.evaluation.ood import (
+        SCORES,
+        TEXT_SCORES,
+        ood_report,
+        score_inputs,
+        unavailable_scores,
+    )
     from dgm.plotting import save_score_histograms
 
     common.check_positive(args.limit, "--limit")
@@ -61,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
     common.require_likelihood(model)
     ds_in = loaded.dataset(args.in_data, args.data_dir)
     in_name = loaded.data_name(args.in_data)
+    _same_kind(model, ds_in.spec, f"--in {in_name}")
     x_in = common.split_inputs(ds_in, args.split, args.limit)
     common.check_levels(model, x_in, f"--in {in_name}")
     if args.out_data in DERIVED:
         x_out = derived_inputs(args.out_data, x_in, ds_in.spec, args.seed)
     else:
-        ds_out = load_dataset(args.out_data, args.data_dir or loaded.data_meta.get("data_dir"))
+        # a text run's tokenizer and max_len encode the other text too (ignored by images)
+        ds_out = loaded.dataset(args.out_data, args.data_dir)
+        _same_kind(model, ds_out.spec, f"--out {args.out_data}")
         x_out = common.split_inputs(ds_out, args.split, args.limit)
     common.check_levels(model, x_out, f"--out {args.out_data}")
     background = None
@@ -127,12 +146,12 @@ def run(args: argparse.Namespace) -> int:
         f"{model.name}: {in_name} (in, n={out['n_in']}) vs {args.out_data} "
         f"(out, n={out['n_out']}), {args.split} split"
     )
-    print(f"  {'score':<18} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}")
+    print(f"  {'score':<20} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}")
     for name, m in report.items():
         mark = "  <- best" if name == best else ""
-        print(f"  {name:<18} {m['auroc']:7.4f} {m['aupr']:7.4f} {m['fpr95']:7.4f}{mark}")
+        print(f"  {name:<20} {m['auroc']:7.4f} {m['aupr']:7.4f} {m['fpr95']:7.4f}{mark}")
     for name in report:
-        print(f"  {name}: {SCORES.get(name, '')}")
+        print(f"  {name}: {SCORES.get(name) or TEXT_SCORES.get(name, '')}")
     for note in notes:
         print(f"  note: {note}")
     print(f"  histograms: {plot}")

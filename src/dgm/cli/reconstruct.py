@@ -1,5 +1,7 @@
 """``dgm reconstruct RUN``: inputs next to their reconstructions, for models that encode
-(:class:`~dgm.models.capabilities.Autoencoder`)."""
+(:class:`~dgm.models.capabilities.Autoencoder`): a picture for images; for a latent text model
+the sentences given (``dgm reconstruct RUN "a sentence" ...``, else the split's first ``-n``)
+and the greedy decode of each one's posterior mean, printed."""
 
 from __future__ import annotations
 
@@ -8,17 +10,30 @@ from pathlib import Path
 from typing import Any
 
 from dgm.cli import common
+from dgm.cli import text as textio
 from dgm.errors import ConfigError
 
 
 def add_parser(sub: Any) -> None:
     r = sub.add_parser("reconstruct", help="inputs next to their reconstructions (latent models)")
     r.add_argument("run", metavar="RUN")
-    r.add_argument("-n", type=int, default=32, help="number of inputs (default 32)")
+    r.add_argument(
+        "sentences",
+        metavar="SENTENCE",
+        nargs="*",
+        help="latent text models: sentences to reconstruct (default: the split's first -n)",
+    )
+    r.add_argument(
+        "-n", type=int, default=None, help="number of inputs (default 32; 8 sentences for text)"
+    )
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
     common.add_data(r)
     r.add_argument(
-        "--out", default=None, metavar="FILE.png", help="default: RUN/reconstructions.png"
+        "--out",
+        default=None,
+        metavar="FILE.png|FILE.txt",
+        help="default: RUN/reconstructions.png; text: FILE.txt also keeps the printed lines "
+        "(default: print only)",
     )
     r.add_argument("--seed", type=int, default=0, help="seeds any draws (default: 0)")
     common.add_device(r)
@@ -31,11 +46,18 @@ def run(args: argparse.Namespace) -> int:
     from dgm.plotting import save_reconstructions
 
     common.check_positive(args.n, "-n")
-    if args.out is not None and Path(args.out).suffix.lower() != ".png":
-        raise ConfigError(f"--out {args.out}: use a .png file name")
+    if args.out is not None and Path(args.out).suffix.lower() not in (".png", ".txt"):
+        raise ConfigError(f"--out {args.out}: use a .png (or, for text, .txt) file name")
     common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    if textio.is_text_model(model):
+        return _run_text(args, loaded)
+    if args.sentences:
+        textio.refuse_text(model, "SENTENCE")
+    if args.out is not None and Path(args.out).suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out}: {model.name} reconstructs images; use a .png")
+    args.n = 32 if args.n is None else args.n
     out = Path(args.out) if args.out else loaded.folder.reconstructions_plot
     if not isinstance(model, Autoencoder):
         raise ConfigError(
@@ -52,4 +74,43 @@ def run(args: argparse.Namespace) -> int:
     title = f"{model.name}: inputs ({args.split} split) and their reconstructions"
     save_reconstructions(x, recon, dataset.spec, out, title=title)
     print(f"wrote {len(x)} inputs and their reconstructions to {out}")
+    return common.EXIT_OK
+
+
+def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
+    """Each sentence and the greedy decode of its posterior mean, printed as two lines."""
+    import torch
+
+    from dgm.io import atomic_write
+
+    model: Any = loaded.model
+    textio.require_latent_text(model, "reconstruct")
+    if args.out is not None and Path(args.out).suffix.lower() != ".txt":
+        raise ConfigError(f"--out {args.out}: {model.name} reconstructs sentences; use a .txt")
+    if args.sentences:
+        if args.n is not None:
+            raise ConfigError("-n counts sentences of the split; give sentences or -n, not both")
+        enc = textio.encode(model, list(args.sentences))
+        x, inputs = enc.x, list(args.sentences)
+        for s, note in zip(inputs, enc.notes):
+            if note:
+                common.err(f"note: {s!r}: {note}")
+    else:
+        dataset = loaded.dataset(args.data, args.data_dir)
+        x = common.split_inputs(dataset, args.split, 8 if args.n is None else args.n)
+        common.check_levels(model, x, loaded.data_name(args.data))
+        inputs = textio.texts(model, x)
+    torch.manual_seed(args.seed)
+    model.eval()
+    with torch.no_grad():
+        recon = textio.texts(model, model.reconstruct(x.to(model.device)))
+    common.err(f"{model.name}: '> ' an input, '= ' the greedy decode of its posterior mean")
+    pairs = zip(inputs, recon)
+    lines = [f"{tag}{textio.one_line(s)}" for a, b in pairs for tag, s in (("> ", a), ("= ", b))]
+    for line in lines:
+        print(line)
+    if args.out is not None:
+        with atomic_write(Path(args.out), "wb") as f:
+            f.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
+        common.err(f"wrote {len(inputs)} sentences and their reconstructions to {args.out}")
     return common.EXIT_OK

@@ -1,6 +1,9 @@
 """``dgm sample RUN``: draw samples from a run's model, as a picture or an array (.npy, .npz,
 .csv). Models with a decoder (:class:`~dgm.models.capabilities.DecoderMean`) show pictures of
-decoder means E[x|z] by default; ``--mode sample`` shows draws of p(x|z)."""
+decoder means E[x|z] by default; ``--mode sample`` shows draws of p(x|z). Text models
+(:class:`~dgm.models.capabilities.TextModel`) print sentences, one a line (``--out FILE.txt``
+writes them), drawn with ``--temperature`` (0: greedy) and ``--top-p`` (nucleus sampling,
+Holtzman et al. 2020)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgm.cli import common
+from dgm.cli import text as textio
 from dgm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,13 +22,16 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("sample", help="draw samples from a run")
     s.add_argument("run", metavar="RUN")
-    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument(
+        "-n", type=int, default=None, help="number of samples (default 64; 10 sentences for text)"
+    )
     s.add_argument(
         "--out",
         default=None,
-        metavar="FILE.png|FILE.npy|FILE.npz|FILE.csv",
+        metavar="FILE.png|FILE.npy|FILE.npz|FILE.csv|FILE.txt",
         help="where to write them: a picture, or an array (.csv: one row per sample, "
-        "flattened, with a header) (default: RUN/samples-seedS.png)",
+        "flattened, with a header) (default: RUN/samples-seedS.png); text models: a .txt "
+        "file, one sentence a line (default: print them)",
     )
     s.add_argument("--seed", type=int, default=0, help="seeds the draws (default: 0)")
     s.add_argument(
@@ -32,7 +39,15 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=None,
         help="sampling temperature where the model supports it, >= 0; 0 takes the most "
-        "likely value (default: 1)",
+        "likely value (default: 1; for text 0 is greedy decoding)",
+    )
+    s.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        metavar="P",
+        help="text models: draw each token from the smallest set of most likely tokens whose "
+        "probability reaches P, in (0, 1] (nucleus sampling; default: 1, the whole vocabulary)",
     )
     s.add_argument(
         "--mode",
@@ -54,6 +69,8 @@ def add_parser(sub: Any) -> None:
 
 MODES = ("mean", "sample")
 ARRAYS = (".npy", ".npz", ".csv")
+TEXT = ".txt"
+DEFAULT_N, DEFAULT_N_TEXT = 64, 10
 
 
 def choose_mode(model: Any, mode: str | None, suffix: str, temperature: float | None) -> str:
@@ -150,14 +167,30 @@ def run(args: argparse.Namespace) -> int:
 
     common.check_positive(args.n, "-n")
     common.check_number(args.temperature, "--temperature", allow_zero=True)
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p:g}")
     if args.out is not None:  # before the model loads: nothing drawn for nothing
-        if Path(args.out).suffix.lower() not in (".png", *ARRAYS):
+        if Path(args.out).suffix.lower() not in (".png", *ARRAYS, TEXT):
             raise ConfigError(
-                f"--out {args.out}: use a .png (picture), .npy, .npz or .csv (array) file name"
+                f"--out {args.out}: use a .png (picture), .npy, .npz or .csv (array) file name, "
+                "or .txt for the sentences of a text model"
             )
         common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    if textio.is_text_model(model):
+        return _run_text(args, model)
+    if args.out is not None and Path(args.out).suffix.lower() == TEXT:
+        raise ConfigError(
+            f"--out {args.out}: {model.name} draws arrays, not sentences; use a .png, .npy, "
+            ".npz or .csv file name"
+        )
+    if args.top_p is not None:
+        raise ConfigError(
+            f"--top-p is for text models (nucleus sampling of tokens); {model.name} takes "
+            "--temperature"
+        )
+    args.n = DEFAULT_N if args.n is None else args.n
     out = Path(args.out) if args.out else loaded.folder.samples_for_seed(args.seed)
     mode = choose_mode(model, args.mode, out.suffix.lower(), args.temperature)
     torch.manual_seed(args.seed)
@@ -194,4 +227,43 @@ def run(args: argparse.Namespace) -> int:
         data = _data_for_view(loaded) if tuple(spec.shape) == (2,) else None
         save_samples(x, spec, out, title=f"{model.name}: {what}", data=data)
     print(f"wrote {args.n} {what} to {out}")
+    return common.EXIT_OK
+
+
+def _run_text(args: argparse.Namespace, model: Any) -> int:
+    """Sentences of a text model: printed one a line, or written to ``--out FILE.txt``."""
+    import torch
+
+    from dgm.io import atomic_write
+
+    if args.out is not None and Path(args.out).suffix.lower() != TEXT:
+        raise ConfigError(f"--out {args.out}: {model.name} draws sentences; use a .txt file name")
+    if args.label is not None:
+        raise ConfigError(f"{model.name} models unlabelled text: it takes no --label; drop it")
+    if args.mode == "mean":
+        raise ConfigError(
+            f"{model.name} draws sentences token by token; --mode mean is for pictures of "
+            "decoder means (use --temperature 0 for greedy decoding)"
+        )
+    n = DEFAULT_N_TEXT if args.n is None else args.n
+    kwargs: dict[str, Any] = {}
+    if args.temperature is not None:
+        kwargs["temperature"] = args.temperature
+    if args.top_p is not None:
+        kwargs["top_p"] = args.top_p
+    torch.manual_seed(args.seed)
+    lines = textio.texts(model, model.sample(n, **kwargs))
+    # one sample a line; samples of text that holds line breaks (tinyshakespeare's characters)
+    # keep them, a blank line between samples
+    sep = "\n"
+    if any("\n" in line for line in lines):
+        sep = "\n\n"
+        common.err("note: the samples hold line breaks; a blank line separates them")
+    text = sep.join(line.rstrip("\n") for line in lines) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return common.EXIT_OK
+    with atomic_write(Path(args.out), "wb") as f:  # UTF-8 whatever the locale says
+        f.write(text.encode("utf-8"))
+    print(f"wrote {n} sentences to {args.out}")
     return common.EXIT_OK

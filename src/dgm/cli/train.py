@@ -37,8 +37,8 @@ def add_parser(sub: Any) -> None:
     t.add_argument(
         "--data",
         default=None,
-        help="dataset name from 'dgm list', or a path to an image folder, .npy, .npz or .csv "
-        "(default: digits)",
+        help="dataset name from 'dgm list', or a path to an image folder, .npy, .npz, .csv, "
+        "or text: a .txt file (one example a line) or a folder of .txt files (default: digits)",
     )
     t.add_argument(
         "--data-dir",
@@ -66,7 +66,8 @@ def add_parser(sub: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="set a model or training option (repeatable), e.g. --set hidden=128; "
-        "'dgm list MODEL' lists them (default: none)",
+        "'dgm list MODEL' lists them; for text also the data options tokenizer=word|char|bpe, "
+        "vocab_size, min_count, max_len (default: none)",
     )
     t.add_argument(
         "--config",
@@ -148,6 +149,7 @@ EXAMPLES = """examples:
   dgm train realnvp --data two-moons --max-time 60
   dgm train vae --config vae.yaml --logger tensorboard   # then: tensorboard --logdir runs
   dgm train vae --resume runs/vae-mnist         # continue a run where it stopped
+  dgm train lstm-lm --data lines.txt --set tokenizer=char --epochs 2   # your own text
   dgm list vae                                  # the options --set takes for vae
 """
 
@@ -167,14 +169,15 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def _data_meta(name: str, data_dir: str | None, levels: dict[str, Any]) -> dict[str, Any]:
+def _data_meta(name: str, data_dir: str | None, options: dict[str, Any]) -> dict[str, Any]:
     from dgm.data import DATASETS
 
     is_named = name in DATASETS
     return {
         "name": name if is_named else str(Path(name).resolve()),
         "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
-        **levels,  # the user's --data-levels / --data-continuous, so every reload matches
+        # the user's --data-levels / --data-continuous and text options, so every reload matches
+        **options,
     }
 
 
@@ -202,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from dgm import registry
     from dgm.config import build, parse_set
     from dgm.data import load_dataset, summary_line
+    from dgm.data.text import TEXT_OPTIONS, pop_text_options
     from dgm.pipeline import train
     from dgm.runs import RunFolder
     from dgm.training.config import TrainConfig, split_options
@@ -220,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = values.pop("data_dir", None)
     level_opts = _level_options(args, values)
     values.update(parse_set(args.set))
+    text_opts = pop_text_options(values)  # data options (YAML or --set), not the model's
     flags = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -262,6 +267,12 @@ def run(args: argparse.Namespace) -> int:
                 "--resume keeps the run's data; drop --data-levels and --data-continuous"
             )
         level_opts = saved_levels
+        saved_text = {k: meta[k] for k in TEXT_OPTIONS if k in meta}
+        if text_opts and text_opts != saved_text:
+            raise ConfigError(
+                f"--resume keeps the run's data; drop --set {next(iter(text_opts))}=..."
+            )
+        text_opts = saved_text
     else:
         data = args.data or data or "digits"
         data_dir = args.data_dir or data_dir
@@ -281,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = build(TrainConfig, train_opts, "training")  # bad options fail before data loads
     with warnings.catch_warnings():  # the loader's warnings are shown below, once, as notes
         warnings.simplefilter("ignore")
-        dataset = load_dataset(str(data), data_dir, **level_opts)
+        reread = common.run_text_options(RunFolder(run), saved) if args.resume else {}
+        dataset = load_dataset(str(data), data_dir, **{**level_opts, **text_opts, **reread})
     for note in dataset.notes:
         common.err(f"note: {note}")
     common.err(summary_line(dataset))
@@ -296,9 +308,14 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         resume=bool(args.resume),
         overwrite=args.overwrite,
-        data_meta=_data_meta(str(data), data_dir, level_opts),
+        data_meta=_data_meta(str(data), data_dir, {**level_opts, **text_opts}),
     )
-    if results and "test_nll_nats" in results:
+    if results and "test_ppl" in results:  # text: bpd would be bits per token; say perplexity
+        print(
+            f"test nll: {results['test_nll_nats']:.3f} nats per sentence (perplexity "
+            f"{results['test_ppl']:.2f})  run: {run}"
+        )
+    elif results and "test_nll_nats" in results:
         print(
             f"test nll: {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bpd)  "
             f"run: {run}"

@@ -2,18 +2,23 @@
 
 Discrete data is stored as float32 tensors holding integer levels ``0..levels-1`` (so one
 tensor type flows everywhere); continuous data has ``levels=None``. Images are ``(C, H, W)``;
-tabular data is ``(D,)``.
+tabular data is ``(D,)``. Text is ``(max_len,)`` token ids with ``levels`` the vocabulary size
+and ``tokenizer`` its kind (:mod:`dgm.data.text`: one end token per row, padding after it).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from dgm.errors import DataError
+
+if TYPE_CHECKING:
+    from dgm.data.text import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class DataSpec:
     num_classes: int | None = None  # labels 0..num_classes-1, None when unlabelled
     binarize: bool = False  # True: training data are probabilities, binarized at every use
     class_names: tuple[str, ...] | None = None  # the name of each label 0..num_classes-1
+    tokenizer: str | None = None  # text: the tokenizer's kind (word | char | bpe); else None
 
     def __post_init__(self) -> None:
         if self.class_names is None:
@@ -81,6 +87,11 @@ class DataSpec:
     def is_image(self) -> bool:
         return len(self.shape) == 3
 
+    @property
+    def is_text(self) -> bool:
+        """Token sequences: ``shape`` is ``(max_len,)`` and ``levels`` the vocabulary size."""
+        return self.tokenizer is not None
+
     def to_dict(self) -> dict:
         d = asdict(self)
         if d["class_names"] is not None:
@@ -89,7 +100,8 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
-        """The spec of ``to_dict`` (runs saved before ``class_names`` existed load with None)."""
+        """The spec of ``to_dict`` (runs saved before ``class_names`` or ``tokenizer`` existed
+        load with None)."""
         d = dict(d)
         d["shape"] = tuple(d["shape"])
         return cls(**d)
@@ -121,6 +133,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)  # warnings raised while reading
     kind: str = ""  # what user data was read from ("folder of images", ...), for the summary
     levels_note: str = ""  # how the levels were found ("uint8 0..255", "set by --data-levels")
+    tokenizer: TextTokenizer | None = None  # text: what encodes and decodes the token ids
 
     def split(self, name: str) -> Split:
         aliases = {
@@ -187,11 +200,20 @@ def summary_line(ds: Dataset) -> str:
 
     e.g. ``data: fashion-mnist (/data/fashion_mnist): 70000 examples, shape (1, 28, 28),
     256 levels (0..255), 10 classes (T-shirt/top, Trouser, Pullover, ...), split
-    50000/10000/10000``.
+    50000/10000/10000``; for text ``data: ptb (/data/ptb): 49199 examples, vocabulary 10002
+    (word tokenizer), max length 83 tokens, 1136566 tokens, split 42068/3370/3761``.
     """
     spec = ds.spec
     where = ", ".join(s for s in (ds.kind, ds.source if ds.source != spec.name else "") if s)
     sizes = [len(ds.train), len(ds.val), len(ds.test)]
+    if spec.is_text:
+        # real tokens (end tokens included): padding is 0, every other id is a token
+        tokens = sum(int((s.x != 0).sum()) for s in (ds.train, ds.val, ds.test))
+        return (
+            f"data: {spec.name}{f' ({where})' if where else ''}: {sum(sizes)} examples, "
+            f"vocabulary {spec.levels} ({spec.tokenizer} tokenizer), max length {spec.shape[0]} "
+            f"tokens (end token included), {tokens} tokens, split {'/'.join(map(str, sizes))}"
+        )
     return (
         f"data: {spec.name}{f' ({where})' if where else ''}: {sum(sizes)} examples, shape "
         f"{tuple(spec.shape)}, {_levels_text(ds)}, {_classes_text(spec)}, split "

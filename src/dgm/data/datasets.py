@@ -15,18 +15,21 @@ import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dgm.data import formats
 from dgm.data.base import Dataset, DataSpec, Split, check_values
+from dgm.data.text import TextTokenizer, check_max_len, pack, text_options
 from dgm.data.toy import SAMPLERS, load_toy
 from dgm.errors import DataError, option
 
 __all__ = [
     "DATASETS",
     "FOLDERS",
+    "TEXT_DATASETS",
     "USER_FORMATS",
     "data_root",
     "data_roots",
@@ -37,7 +40,13 @@ __all__ = [
 SPLIT_SEED = 0  # the permutation behind every shuffled split (caltech, frey, user data)
 BINARIZE_SEEDS = {"val": 1, "test": 2}  # the one fixed binarization of binarized-mnist val/test
 MNIST_TRAIN = 50_000  # the papers' train[:50000] / train[50000:] convention
-USER_FORMATS = "a folder of images, a .npy or .npz array, or a .csv table"
+USER_FORMATS = (
+    "a folder of images, a .npy or .npz array, a .csv table, or text (a .txt file or a folder "
+    "of .txt files)"
+)
+TEXT_DATASETS = ("ptb", "tinyshakespeare")  # named text datasets: their loaders take text options
+USER_TEXT_MAX_LEN = 128  # user text: max_len is the longest line's tokens + 1, at most this
+SHAKESPEARE_MAX_LEN = 256  # tinyshakespeare's chunks: 255 tokens + the end token
 # the subfolder of the data folder that holds each named dataset's files
 FOLDERS = {
     "mnist": "mnist",
@@ -47,6 +56,8 @@ FOLDERS = {
     "caltech-silhouettes": "caltech101_silhouettes",
     "frey-faces": "frey_faces",
     "omniglot": "omniglot",
+    "ptb": "ptb",
+    "tinyshakespeare": "tinyshakespeare",
 }
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (  # Xiao et al. (2017), the labels 0..9
@@ -407,7 +418,179 @@ def _load_omniglot(root: Path) -> Dataset:
     )
 
 
-Loader = Callable[[Path], Dataset]
+# --------------------------------------------------------------------------- text
+
+
+def _lines(text: str) -> list[str]:
+    """The non-blank lines of ``text`` (split at ``\\n`` only, a ``\\r`` before it dropped:
+    form feeds and other characters ``str.splitlines`` breaks at stay in their line)."""
+    lines = (line.removesuffix("\r") for line in text.split("\n"))
+    return [line for line in lines if line.strip()]
+
+
+def _tokenizer(
+    given: str | TextTokenizer | None,
+    default: str,
+    train_lines: list[str],
+    vocab_size: int | None,
+    min_count: int | None,
+) -> TextTokenizer:
+    """A run's tokenizer as it is (never re-trained), else one of kind ``given`` (or
+    ``default``) trained on the training split only."""
+    if isinstance(given, TextTokenizer):
+        return given
+    return TextTokenizer.train(given or default, train_lines, vocab_size, min_count or 1)
+
+
+def _text_spec(name: str, tok: TextTokenizer, max_len: int) -> DataSpec:
+    return DataSpec(
+        name, (max_len,), tok.vocab_size, low=0.0, high=float(tok.vocab_size - 1),
+        tokenizer=tok.kind,
+    )  # fmt: skip
+
+
+def _cut_note(cut: int, total: int, max_len: int) -> list[str]:
+    if not cut:
+        return []
+    return [
+        f"{cut} of {total} examples were longer than max_len - 1 = {max_len - 1} tokens and "
+        f"were cut to it (the end token follows); set max_len to keep more"
+    ]
+
+
+def _line_dataset(
+    name: str,
+    parts: dict[str, list[str]],
+    *,
+    default_kind: str,
+    max_len_cap: int | None,
+    tokenizer: str | TextTokenizer | None,
+    vocab_size: int | None,
+    min_count: int | None,
+    max_len: int | None,
+    source: str,
+    kind: str = "",
+    notes: list[str] | None = None,
+) -> Dataset:
+    """Text with one example a line, ``parts`` the lines of train, val and test: the tokenizer
+    learnt on train, every line cut at ``max_len`` (by default the longest line's tokens + 1,
+    at most ``max_len_cap``)."""
+    tok = _tokenizer(tokenizer, default_kind, parts["train"], vocab_size, min_count)
+    ids = {k: tok.encode_batch(lines) for k, lines in parts.items()}
+    how = "given"
+    if max_len is None:
+        longest = max(len(seq) for seqs in ids.values() for seq in seqs) + 1
+        max_len = longest if max_len_cap is None else min(longest, max_len_cap)
+        how = "the longest line's tokens + 1" + (
+            f", at most {max_len_cap}" if max_len_cap is not None else ""
+        )
+    check_max_len(max_len)
+    splits, cut = {}, 0
+    for k, seqs in ids.items():
+        x, c = pack(seqs, max_len)
+        splits[k], cut = Split(x), cut + c
+    total = sum(len(v) for v in ids.values())
+    notes = [
+        *(notes or []),
+        *_cut_note(cut, total, max_len),
+    ]
+    if how != "given":
+        notes.append(f"max_len {max_len} ({how}); set max_len to change it")
+    return Dataset(
+        _text_spec(name, tok, max_len),
+        splits["train"],
+        splits["val"],
+        test=splits["test"],
+        source=source,
+        notes=notes,
+        kind=kind,
+        levels_note=f"{tok.kind} vocabulary",
+        tokenizer=tok,
+    )
+
+
+def _load_ptb(
+    root: Path,
+    tokenizer: str | TextTokenizer | None = None,
+    vocab_size: int | None = None,
+    min_count: int | None = None,
+    max_len: int | None = None,
+) -> Dataset:
+    """Penn Treebank as Mikolov et al. (2010) prepared it for language modelling: one sentence
+    a line, numbers as ``N``, rare words already ``<unk>`` (our :data:`~dgm.data.text.UNK`),
+    train/valid/test as the three files; the sentence-level data of Bowman et al. (2016).
+
+    Word level by default, the vocabulary the training file's own words (9,998 + the 4
+    special tokens: no word of valid or test is outside it). ``max_len`` defaults to the
+    longest sentence + 1 (83: nothing is cut, so NLLs count every token; the Sentence-VAE
+    reference cuts at 60).
+    """
+    parts = {}
+    for split, file in (("train", "train"), ("val", "valid"), ("test", "test")):
+        path = _find(root, "ptb", "ptb", f"ptb.{file}.txt")
+        # the files pad each sentence with spaces: strip them (char and BPE see clean lines)
+        parts[split] = [line.strip() for line in _lines(formats.read_text(path))]
+        if not parts[split]:
+            raise DataError(f"{path}: holds no sentences; download the PTB files again")
+    return _line_dataset(
+        "ptb", parts, default_kind="word", max_len_cap=None, tokenizer=tokenizer,
+        vocab_size=vocab_size, min_count=min_count, max_len=max_len,
+        source=str(root / "ptb"),
+    )  # fmt: skip
+
+
+def _chunks(ids: list[int], max_len: int) -> torch.Tensor:
+    """Consecutive chunks of ``max_len - 1`` tokens, each then the end token; the last chunk
+    holds what is left (shorter, padded)."""
+    step = max_len - 1
+    return pack([ids[i : i + step] for i in range(0, len(ids), step)], max_len)[0]
+
+
+def _load_tinyshakespeare(
+    root: Path,
+    tokenizer: str | TextTokenizer | None = None,
+    vocab_size: int | None = None,
+    min_count: int | None = None,
+    max_len: int | None = None,
+) -> Dataset:
+    """tiny-shakespeare (Karpathy's char-rnn corpus), character level by default.
+
+    The language-modelling convention: the text is split contiguously, its first 90% of
+    characters train, the next 5% validate, the last 5% test (nanoGPT holds out the last 10%
+    for validation; we halve it for a test split). Each part is tokenized (the tokenizer learnt
+    on train) and cut into consecutive chunks of ``max_len - 1`` tokens, each followed by the
+    end token (``max_len`` 256 by default: 255 characters + the end); the last chunk of a part
+    is shorter. Chunks do not overlap and carry no context from the chunk before.
+    """
+    path = _find(root, "tinyshakespeare", "tinyshakespeare", "input.txt")
+    text = formats.read_text(path)
+    if len(text) < 20:
+        raise DataError(f"{path}: holds {len(text)} characters; download input.txt again")
+    a, b = int(0.9 * len(text)), int(0.95 * len(text))
+    parts = {"train": text[:a], "val": text[a:b], "test": text[b:]}
+    tok = _tokenizer(
+        tokenizer, "char", parts["train"].splitlines(keepends=True), vocab_size, min_count
+    )
+    max_len = SHAKESPEARE_MAX_LEN if max_len is None else max_len
+    check_max_len(max_len)
+    splits = {k: Split(_chunks(tok.encode(part), max_len)) for k, part in parts.items()}
+    note = (
+        f"tinyshakespeare: characters 0..{a - 1} train, {a}..{b - 1} validate, {b}..{len(text) - 1}"
+        f" test, each cut into chunks of {max_len - 1} tokens + the end token"
+    )
+    return Dataset(
+        _text_spec("tinyshakespeare", tok, max_len),
+        splits["train"],
+        splits["val"],
+        test=splits["test"],
+        source=str(path),
+        notes=[note],
+        levels_note=f"{tok.kind} vocabulary",
+        tokenizer=tok,
+    )
+
+
+Loader = Callable[..., Dataset]
 
 DATASETS: dict[str, tuple[str, Loader]] = {
     "digits": ("scikit-learn 8x8 digits, 17 levels, 1000/350/447 (bundled)", _load_digits),
@@ -432,6 +615,14 @@ DATASETS: dict[str, tuple[str, Loader]] = {
     "omniglot": (
         "Omniglot raw 105x105, binary; background (last 10% of characters val) / evaluation",
         _load_omniglot,
+    ),
+    "ptb": (
+        "Penn Treebank sentences (Mikolov), word level, 10k vocabulary, 42068/3370/3761 (ptb/)",
+        _load_ptb,
+    ),
+    "tinyshakespeare": (
+        "tiny-shakespeare, character level, contiguous 90/5/5 in chunks of 256 (tinyshakespeare/)",
+        _load_tinyshakespeare,
     ),
     **{
         name: (desc, lambda root, name=name: load_toy(name)) for name, (desc, _) in SAMPLERS.items()
@@ -637,10 +828,87 @@ def _unknown(name: str, reason: str) -> DataError:
     )
 
 
-def _load_user(name: str) -> Dataset:
+def _text_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(the .txt files, the other files) under ``folder``, at any depth, sorted by path; hidden
+    files and folders are skipped."""
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )  # fmt: skip
+    texts = [p for p in files if p.suffix.lower() == ".txt"]
+    return texts, [p for p in files if p.suffix.lower() != ".txt"]
+
+
+def _load_user_text(path: Path, text: dict[str, Any]) -> Dataset:
+    """A user's text: a ``.txt`` file with one example a line, or a folder of ``.txt`` files
+    (at any depth, read in sorted path order) whose lines are all examples, as if one file.
+
+    Blank lines are dropped; the lines are split 80/10/10 with a fixed permutation (seed
+    :data:`SPLIT_SEED`), like other user data; the tokenizer (``word`` unless ``tokenizer`` says
+    otherwise) learns from the training lines only. ``max_len`` defaults to the longest line's
+    tokens + 1, at most :data:`USER_TEXT_MAX_LEN`; longer lines are cut, with a note.
+    """
+    if path.is_dir():
+        files, others = _text_files(path)
+        if not files:
+            raise DataError(
+                f"{path}: folder holds no .txt files; text data is a .txt file (one example a "
+                "line) or a folder of .txt files"
+            )
+        notes = (
+            [f"skipped {len(others)} files that are not .txt, e.g. {others[0]}"] if others else []
+        )
+        kind = f"folder of {len(files)} .txt files, one example a line"
+    else:
+        files, notes, kind = [path], [], "text file, one example a line"
+    texts = [formats.read_text(file) for file in files]
+    lines = [line for text in texts for line in _lines(text)]
+    if not lines:
+        if not any(texts):
+            what = "its .txt files are empty" if path.is_dir() else "the file is empty"
+        else:
+            what = "its .txt files hold" if path.is_dir() else "it holds"
+            what += " only blank lines"
+        raise DataError(f"{path}: no text: {what}; give one example a line")
+    n = len(lines)
+    if n < 3:
+        raise DataError(f"{path}: only {n} non-blank lines; need at least 3 (train, val and test)")
+    n_val = n_test = max(1, n // 10)
+    n_train = n - n_val - n_test
+    order = _permutation(n)
+    parts = {
+        "train": [lines[i] for i in order[:n_train]],
+        "val": [lines[i] for i in order[n_train : n_train + n_val]],
+        "test": [lines[i] for i in order[n_train + n_val :]],
+    }
+    notes.append(
+        f"split with a fixed permutation (seed {SPLIT_SEED}) into {n_train} train / {n_val} val "
+        f"/ {n_test} test lines"
+    )
+    name = str(path.resolve())
+    return _line_dataset(
+        name, parts, default_kind="word", max_len_cap=USER_TEXT_MAX_LEN, source=name,
+        kind=kind, notes=notes, **text,
+    )  # fmt: skip
+
+
+def _is_text(path: Path, requested: bool) -> bool:
+    """Whether user data at ``path`` is text: a ``.txt`` file, a folder asked to be read as text
+    (a ``tokenizer`` or other text option given), or a folder that holds only ``.txt`` files."""
+    if path.is_file():
+        return path.suffix.lower() == ".txt"
+    if requested:
+        return True
+    texts, others = _text_files(path)
+    return bool(texts) and not others
+
+
+def _load_user(name: str, text: dict[str, Any] | None = None) -> Dataset:
     path = Path(name).expanduser()
     if not path.exists():
         raise _unknown(name, f"unknown dataset {name!r} (no such name, file or folder)")
+    if text is not None:
+        return _load_user_text(path, text)
     if path.is_dir():
         folder = formats.read_image_folder(path)
         for note in folder.notes:
@@ -769,28 +1037,69 @@ def set_levels(ds: Dataset, levels: int | None = None, continuous: bool = False)
     return dataclasses.replace(ds, spec=new, levels_note=how)
 
 
+def _text_option_names(given: dict[str, Any]) -> str:
+    return ", ".join(option(f"--set {k}", k) for k in given)
+
+
 def load_dataset(
     name_or_path: str | Path,
     data_dir: str | Path | None = None,
     *,
     levels: int | None = None,
     continuous: bool = False,
+    tokenizer: str | TextTokenizer | None = None,
+    vocab_size: int | None = None,
+    min_count: int | None = None,
+    max_len: int | None = None,
 ) -> Dataset:
     """Load a named dataset (see :data:`DATASETS`) or user data from a path.
 
     Named datasets are read from the first of :func:`data_roots` that holds them
     (``data_dir``, ``$DGM_DATA``, ``../shared/data`` next to a source checkout, the per-user
     data folder). User data is a folder of images (class subfolders give labels and class
-    names), a ``.npy``/``.npz`` array or a ``.csv`` table; it is split 80/10/10 with a fixed
-    permutation unless an ``.npz`` holds ``x_train``/``x_val``/``x_test``. Its levels are
-    inferred from the values (see ``_levels``); ``levels`` or ``continuous`` overrides them,
-    for named datasets too (see :func:`set_levels`).
+    names), a ``.npy``/``.npz`` array, a ``.csv`` table, or text: a ``.txt`` file (one example a
+    line) or a folder of ``.txt`` files; it is split 80/10/10 with a fixed permutation unless
+    an ``.npz`` holds ``x_train``/``x_val``/``x_test``. Its levels are inferred from the values
+    (see ``_levels``); ``levels`` or ``continuous`` overrides them, for named datasets too (see
+    :func:`set_levels`).
+
+    Text (``ptb``, ``tinyshakespeare``, user text) takes ``tokenizer`` (word | char | bpe, or a
+    trained :class:`~dgm.data.text.TextTokenizer`, a run's own, used as it is),
+    ``vocab_size`` and ``min_count`` (for the tokenizer learnt on the training split) and
+    ``max_len`` (tokens per example, the end token included). A run's tokenizer is ignored
+    by data that is not text; the other text options are refused there.
     """
     name = str(name_or_path)
+    reuse = isinstance(tokenizer, TextTokenizer)
+    given = text_options(
+        {"tokenizer": None if reuse else tokenizer, "vocab_size": vocab_size,
+         "min_count": min_count, "max_len": max_len}
+    )  # fmt: skip
+    text: dict[str, Any] = {
+        "tokenizer": tokenizer if reuse else given.get("tokenizer"),
+        "vocab_size": given.get("vocab_size"),
+        "min_count": given.get("min_count"),
+        "max_len": given.get("max_len"),
+    }
+    path = Path(name).expanduser()
+    is_text = name in TEXT_DATASETS or (
+        name not in DATASETS and path.exists() and _is_text(path, bool(given) and not reuse)
+    )
+    if not is_text and given and not reuse and (name in DATASETS or path.exists()):
+        raise DataError(
+            f"{_text_option_names(given)}: text options, but {name} is not text (text is "
+            f"{', '.join(TEXT_DATASETS)}, a .txt file or a folder of .txt files): drop them"
+        )
+    if is_text and (levels is not None or continuous):
+        flag = _levels_option() if levels is not None else _continuous_option()
+        raise DataError(
+            f"{flag} does not apply to text ({name}): its levels are its vocabulary; drop it"
+        )
     if name in DATASETS:
         _, loader = DATASETS[name]
-        ds = loader(_locate(name, data_dir))
+        root = _locate(name, data_dir)
+        ds = loader(root, **text) if name in TEXT_DATASETS else loader(root)
     else:
-        ds = _load_user(name)
+        ds = _load_user(name, text if is_text else None)
     _validate(ds)
     return set_levels(ds, levels, continuous)

@@ -33,6 +33,7 @@ __all__ = [
     "read_mat",
     "read_npy",
     "read_npz",
+    "read_text",
 ]
 
 # IDX type codes (LeCun's format description): code -> big-endian numpy dtype.
@@ -415,6 +416,37 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     if not out:
         raise DataError(f"{path}: archive holds no arrays; save your data with np.savez")
     return out
+
+
+# --------------------------------------------------------------------------- text
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's contents (a leading byte-order mark dropped, line ends as written).
+
+    A file that is not valid UTF-8, or holds NUL bytes (a binary file posing as text), is
+    refused with the byte offset of the first bad byte.
+    """
+    path = _existing_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not valid UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "is it a binary file? save text as UTF-8"
+        ) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        offset = len(text[:nul].encode("utf-8"))
+        raise DataError(
+            f"{path}: holds a NUL byte at offset {offset}: a binary file, not text; save text "
+            "as UTF-8"
+        )
+    return text.removeprefix("\ufeff")
 
 
 # --------------------------------------------------------------------------- images

@@ -1,6 +1,7 @@
 """Evaluation that reads models through the contract only: likelihoods (exact, importance-
 sampled, AIS for GAN generators), sample quality on dgm's own feature networks, and the use of
-p(x) for decisions (out-of-distribution scores, calibrated decisions of hybrid models)."""
+p(x) for decisions (out-of-distribution scores, calibrated decisions of hybrid models), and for
+text perplexity and the collapse diagnostics of latent codes."""
 
 from dgm.evaluation.ais import (
     AISResult,
@@ -66,6 +67,12 @@ from dgm.evaluation.quality import (
     sample_quality,
 )
 from dgm.evaluation.sample_quality import evaluate_sample_quality
+from dgm.evaluation.text import (
+    latent_diagnostics,
+    perplexity,
+    summarize_text_nll,
+    token_counts,
+)
 
 __all__ = [
     "COMPRESSORS",
@@ -100,6 +107,7 @@ __all__ = [
     "frechet_distance",
     "frechet_distance_from_features",
     "hybrid_score",
+    "latent_diagnostics",
     "likelihood_ratio_score",
     "likelihood_score",
     "load_feature_net",
@@ -111,6 +119,7 @@ __all__ = [
     "ood_report",
     "per_example",
     "per_example_nll",
+    "perplexity",
     "pick_sigma",
     "precision_recall",
     "reverse_ais",
@@ -118,6 +127,8 @@ __all__ = [
     "save_feature_net",
     "score_inputs",
     "summarize_nll",
+    "summarize_text_nll",
+    "token_counts",
     "train_feature_net",
     "typicality_scores",
     "typicality_statistic",

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from dgm import progress
 from dgm.errors import ConfigError
+from dgm.evaluation.text import is_text, latent_diagnostics, summarize_text_nll, token_counts
 from dgm.models.base import GenerativeModel, check_num_samples
 from dgm.models.capabilities import EvidenceBound
 
@@ -173,9 +174,14 @@ def evaluate_nll(
     num_samples: int | None = None,
     **kwargs: Any,
 ) -> dict[str, float | int]:
-    """``{"n", "nll_nats", "nll_sem", "bpd"}`` for ``x`` under ``model``."""
-    dim = math.prod(model.event_shape)
-    return summarize_nll(per_example_nll(model, x, batch_size, num_samples, **kwargs), dim)
+    """``{"n", "nll_nats", "nll_sem", "bpd"}`` for ``x`` under ``model``; for text models
+    (:class:`~dgm.models.capabilities.TextModel`) NLL per sentence with ``tokens``,
+    ``nats_per_token``, ``ppl`` and ``bpd`` in bits per token (padding is no dimension:
+    :mod:`dgm.evaluation.text`)."""
+    nll = per_example_nll(model, x, batch_size, num_samples, **kwargs)
+    if is_text(model):
+        return summarize_text_nll(nll, token_counts(x))
+    return summarize_nll(nll, math.prod(model.event_shape))
 
 
 def evaluate_likelihood(
@@ -183,10 +189,14 @@ def evaluate_likelihood(
 ) -> dict[str, Any]:
     """What ``dgm eval`` and the end of training report of a likelihood: the NLL (with K
     ``num_samples`` where it is an estimate, already resolved by :func:`num_samples_for`),
-    the -ELBO of latent-variable models, whether the number is exact and what it is."""
+    the -ELBO of latent-variable models, whether the number is exact and what it is; for
+    text, perplexity and tokens (:func:`evaluate_nll`); for models that declare
+    :class:`~dgm.models.capabilities.LatentDiagnostics`, ``kl``, ``mi`` and
+    ``active_units``, the numbers that tell a used latent code from a collapsed one."""
     out: dict[str, Any] = evaluate_nll(model, x, batch_size, num_samples)
     if isinstance(model, EvidenceBound):  # the bound trained on, next to the estimate
         out.update(evaluate_elbo(model, x, batch_size))
+    out.update(latent_diagnostics(model, x))
     out["exact"] = model.exact_likelihood
     out["estimate"] = model.likelihood_note(**likelihood_kwargs(num_samples))
     return out

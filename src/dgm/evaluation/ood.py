@@ -14,7 +14,10 @@ are the positive class of the detection metrics. The scores:
   2020, "Input complexity and out-of-distribution detection with likelihood-based generative
   models");
 - ``hybrid``: -(log p(x) + max_y log p(y|x)) for models with a classifier (Nalisnick et al.
-  2019, "Hybrid models with deep and invertible features").
+  2019, "Hybrid models with deep and invertible features");
+- for text models only (:data:`TEXT_SCORES`), ``likelihood-per-token``: -log p(x) / tokens,
+  the likelihood with the length of the sequence taken out (a short sentence of another
+  corpus is more probable than a long one of the training corpus for its length alone).
 
 """
 
@@ -37,6 +40,7 @@ from dgm.data.inputs import mutate
 from dgm.errors import ConfigError, DataError
 from dgm.evaluation.classification import classifies
 from dgm.evaluation.likelihood import per_example, per_example_nll
+from dgm.evaluation.text import is_text, token_counts
 
 ArrayLike = Tensor | np.ndarray | list | tuple
 
@@ -49,6 +53,12 @@ SCORES: dict[str, str] = {
     "complexity": "-log2 p(x) - compressed length in bits (Serra et al. 2020, input complexity)",
     "hybrid": "-(log p(x) + max_y log p(y|x)), for models with a classifier (Nalisnick et al. "
     "2019, hybrid models)",
+}
+
+# scores of text models only (TextModel), beside SCORES
+TEXT_SCORES: dict[str, str] = {
+    "likelihood-per-token": "-log p(x) / tokens in nats, the likelihood without the length of "
+    "the sequence (text models)",
 }
 
 COMPRESSORS = ("png", "zlib", "bz2", "lzma")
@@ -359,7 +369,8 @@ def score_inputs(
     ``typicality`` needs ``reference_nll`` (in-distribution NLLs, nats, whose mean estimates
     the entropy) and is per example; ``likelihood-ratio`` a ``background`` model;
     ``complexity`` discrete data that ``compressor`` can code; ``hybrid`` a model that
-    classifies. :func:`unavailable_scores` says why a score is left out."""
+    classifies; for text models also :data:`TEXT_SCORES`. :func:`unavailable_scores` says why
+    a score of :data:`SCORES` is left out."""
     _check_model(model, "model")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -387,12 +398,15 @@ def score_inputs(
     if "hybrid" not in missing:
         log_py = per_example(model.classify, model, x, batch_size, desc="log p(y|x)")  # [N, C]
         out["hybrid"] = hybrid_score(log_px, log_py)
+    if is_text(model):
+        out["likelihood-per-token"] = nll / token_counts(x).to(nll)
     return out
 
 
 __all__ = [
     "COMPRESSORS",
     "SCORES",
+    "TEXT_SCORES",
     "aupr",
     "auroc",
     "code_length_bits",

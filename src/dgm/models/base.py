@@ -191,6 +191,9 @@ class GenerativeModel(nn.Module):
     default_eval_samples: ClassVar[int] = 1
     # True for models of discrete levels (autoregressive models with categorical outputs...)
     discrete_only: ClassVar[bool] = False
+    # True for models of token sequences (dgm.models.text): they take text data only, and
+    # every other model refuses text (check_spec)
+    text: ClassVar[bool] = False
     # False for models without log_prob (GANs): evaluation reports sample quality instead
     has_likelihood: ClassVar[bool] = True
     # the validation metric (of ``metrics``, lower is better) that picks the best epoch, stops
@@ -271,6 +274,17 @@ class GenerativeModel(nn.Module):
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
         """Raise a DataError if this model cannot model data described by ``spec``."""
+        if cls.text and not spec.is_text:
+            kind = "an image dataset" if spec.is_image else "a dataset of vectors"
+            raise DataError(
+                f"{cls.name} models text; {spec.name} is {kind}: give it a text dataset (ptb, "
+                "tinyshakespeare) or a .txt file"
+            )
+        if spec.is_text and not cls.text:
+            raise DataError(
+                f"{cls.name} models arrays; {spec.name} is text: use lstm-lm, transformer-lm "
+                "or text-vae"
+            )
         if cls.discrete_only and spec.levels is None:
             raise DataError(
                 f"{cls.name} models discrete data, but {spec.name} is continuous; quantize it "

@@ -15,19 +15,27 @@ that does not declare it is never asked.
 - :class:`ImplicitGenerator`: x = g(z), z ~ N(0, I), for AIS estimates of p(x);
 - :class:`Scheduled`: an objective that changes with the training step (KL warm-up);
 - :class:`Adversarial`: two players trained by alternating updates (GANs);
-- :class:`ReceptiveField`: how many past values each conditional sees.
+- :class:`ReceptiveField`: how many past values each conditional sees;
+- :class:`TextModel`: token sequences, and the tokenizer that turns them into text and back;
+- :class:`LatentDiagnostics`: the collapse diagnostics of a latent code (KL, I(x; z), active
+  units);
+- :class:`AggressiveInference`: extra encoder-only updates before each step while the code's
+  mutual information still rises (He et al. 2019).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar, TypedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import torch
 from torch import Tensor, nn
 
 from dgm.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from dgm.data.text import TextTokenizer
 
 
 class Autoencoder(ABC):
@@ -206,16 +214,87 @@ class ReceptiveField(ABC):
         """How many past values each conditional sees."""
 
 
+class TextModel:
+    """A model of token sequences (``[B, max_len]`` ids: the words, one end token, padding
+    after it). ``tokenizer`` turns ids into text and back; it is None until ``dgm.load`` (from
+    the run folder's tokenizer.json) or training (from the dataset) sets it."""
+
+    tokenizer: TextTokenizer | None = None
+
+    def _tokenizer(self) -> TextTokenizer:
+        if self.tokenizer is None:
+            raise ConfigError(
+                f"{self.name} has no tokenizer: load it from its run folder with dgm.load, or "  # type: ignore[attr-defined]
+                "set model.tokenizer (a dgm.data.text.TextTokenizer)"
+            )
+        return self.tokenizer
+
+    def texts(self, x: Tensor) -> list[str]:
+        """The text of each row of ids ``[B, max_len]`` (up to its end token)."""
+        return self._tokenizer().decode_batch(x.detach().cpu())
+
+    def ids(self, lines: Sequence[str]) -> Tensor:
+        """Lines of text as rows of ids ``[len(lines), max_len]`` on the model's device: each
+        cut to ``max_len - 1`` tokens, then the end token, then padding."""
+        if isinstance(lines, str):
+            raise DataError("ids takes a list of lines, got one string: pass [line]")
+        max_len = self.event_shape[0]  # type: ignore[attr-defined]
+        x, _ = self._tokenizer().encode_lines(list(lines), max_len)
+        return x.to(self.device)  # type: ignore[attr-defined]
+
+
+class LatentDiagnostics(ABC):
+    """A model with a continuous code z and an amortised posterior q(z|x) that can report the
+    numbers of posterior collapse over a set of examples (the trainer logs them at every
+    validation): ``kl``, the mean KL(q(z|x) || p(z)) in nats; ``mi``, the mutual information
+    I(x; z) under q (He et al. 2019's estimator); ``active_units``, the dimensions whose
+    posterior mean varies over the examples, Cov_x(E_q[z_d]) > 0.01 (Burda et al. 2016)."""
+
+    @abstractmethod
+    def diagnostics(self, x: Tensor) -> dict[str, float]:
+        """``{"kl", "mi", "active_units"}`` over the examples ``x`` ``[N, *event_shape]``."""
+
+
+class AggressiveInference(LatentDiagnostics):
+    """The aggressive training of the inference network (He et al. 2019, "Lagging inference
+    networks and posterior collapse in variational autoencoders"), run by the trainer: while
+    :attr:`aggressive` and the mutual information I(x; z) on the validation data has not
+    fallen since the last validation, each training step first updates only
+    :meth:`encoder_parameters` on fresh training batches, until the mean loss of a window of
+    ``inner_window`` such updates is no lower than the window before (at most
+    ``inner_max_steps``), and then updates the rest on :meth:`decoder_loss`, in which the
+    encoder is held fixed. After that, ordinary steps on ``loss``."""
+
+    inner_window: ClassVar[int] = 15  # inner updates per check of the loss (the paper's code)
+    inner_max_steps: ClassVar[int] = 100  # at most this many inner updates per step
+
+    @property
+    @abstractmethod
+    def aggressive(self) -> bool:
+        """Whether this model was configured to start training aggressively."""
+
+    @abstractmethod
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The inference network's parameters: what the inner updates move."""
+
+    @abstractmethod
+    def decoder_loss(self, batch: Any) -> Tensor:
+        """``loss(batch)`` with the encoder held fixed (no gradient reaches it)."""
+
+
 __all__ = [
     "Adversarial",
+    "AggressiveInference",
     "Autoencoder",
     "Classifier",
     "DecoderMean",
     "EvidenceBound",
     "ImplicitGenerator",
     "LabelConditional",
+    "LatentDiagnostics",
     "Player",
     "ReceptiveField",
     "Scheduled",
+    "TextModel",
     "Update",
 ]

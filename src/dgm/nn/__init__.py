@@ -1,7 +1,8 @@
 """Network building blocks shared by several families: activations by name, the MLP, masked
-linear layers (MADE), causal 1-D convolutions, masked 2-D convolutions (PixelCNN) and the
-convolutional conditioners of flows. A network that only one family uses lives in that
-family's folder under ``dgm.models``."""
+linear layers (MADE), causal 1-D convolutions, masked 2-D convolutions (PixelCNN), the
+convolutional conditioners of flows and the causal transformer with its key/value cache (the
+transformer ARM and the transformer language model). A network that only one family uses
+lives in that family's folder under ``dgm.models``."""
 
 from dgm.nn.activations import Activation, activation
 from dgm.nn.causal import CausalConv1d
@@ -16,14 +17,18 @@ from dgm.nn.pixelcnn import (
     ResidualBlock,
     VerticalConv,
 )
+from dgm.nn.transformer import CausalTransformer, KVCache, LayerCache
 
 __all__ = [
     "MLP",
     "Activation",
     "CausalConv1d",
+    "CausalTransformer",
     "ConvConditioner",
     "GatedLayer",
     "GatedPixelCNNNet",
+    "KVCache",
+    "LayerCache",
     "MADENet",
     "MaskedConv2d",
     "MaskedLinear",

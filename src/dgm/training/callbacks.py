@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from dgm.data.base import DataSpec
+from dgm.models.capabilities import TextModel
 from dgm.plotting import save_curves, save_samples
 from dgm.runs import RunFolder
 
@@ -70,7 +71,10 @@ class RunLog(Callback):
         }
         for key, value in sorted(m.items()):
             rec[key] = _scalar(value)
-        if rec.get("val_nll") is not None:
+        text = rec.get("val_tokens") is not None  # per token, not per dimension of max_len
+        if rec.get("val_nll") is not None and text:
+            rec["val_ppl"] = math.exp(min(rec["val_nll"] / rec["val_tokens"], 700.0))
+        elif rec.get("val_nll") is not None:
             rec["val_bpd"] = rec["val_nll"] / (self.spec.dim * math.log(2))
         if not trainer.is_global_zero:
             return
@@ -78,8 +82,13 @@ class RunLog(Callback):
         parts = [f"epoch {rec['epoch']:>3}"]
         if rec.get("train_loss") is not None:
             parts.append(f"train {rec['train_loss']:.3f}")
-        if rec.get("val_nll") is not None:
+        if rec.get("val_nll") is not None and text:
+            parts.append(f"val nll {rec['val_nll']:.3f} nats (ppl {rec['val_ppl']:.2f})")
+        elif rec.get("val_nll") is not None:
             parts.append(f"val nll {rec['val_nll']:.3f} nats ({rec['val_bpd']:.4f} bpd)")
+        for key in ("val_kl", "val_mi", "val_active_units"):  # a latent text model's collapse
+            if rec.get(key) is not None:
+                parts.append(f"{key.removeprefix('val_')} {rec[key]:.3g}")
         for key in ("d_loss", "g_loss", "d_real", "d_fake"):  # two-player models
             if rec.get(key) is not None:
                 parts.append(f"{key} {rec[key]:.3f}")
@@ -146,7 +155,8 @@ class LastCheckpoint(Callback):
 
 
 class SampleGrid(Callback):
-    """A samples.png grid every few epochs (and loss.png), to watch the model learn."""
+    """A samples.png grid every few epochs (and loss.png), to watch the model learn; for a
+    text model, samples.txt: its samples decoded, one a line."""
 
     def __init__(self, run: str | Path, spec: DataSpec, every: int, n: int) -> None:
         self.run, self.spec, self.every, self.n = RunFolder(run), spec, every, n
@@ -163,7 +173,10 @@ class SampleGrid(Callback):
         with torch.no_grad():
             x = model.sample(self.n)
         model.train(was_training)
-        save_samples(x, self.spec, self.run.samples_plot, title=f"epoch {epoch}")
+        if isinstance(model, TextModel) and model.tokenizer is not None:
+            self.run.write_samples_text(model.texts(x))
+        elif not self.spec.is_text:
+            save_samples(x, self.spec, self.run.samples_plot, title=f"epoch {epoch}")
         save_curves(self.run.read_metrics(), self.run.loss_plot)
 
 

@@ -28,7 +28,7 @@ from dgm import registry
 from dgm.data.base import Dataset, DataSpec
 from dgm.errors import CheckpointError, ConfigError, Interrupted
 from dgm.models.base import GenerativeModel
-from dgm.models.capabilities import Adversarial
+from dgm.models.capabilities import Adversarial, TextModel
 from dgm.runs import RunFolder
 from dgm.training.callbacks import BestModel, LastCheckpoint, PlainProgress, RunLog, SampleGrid
 from dgm.training.config import TrainConfig
@@ -191,13 +191,16 @@ def fit(
     """
     quiet_lightning()
     run = RunFolder(out)
+    if isinstance(model, TextModel) and dataset.tokenizer is not None:
+        model.tokenizer = dataset.tokenizer  # samples.txt and the report decode with it
     meta = {
         "data": {**(data_meta or {"name": dataset.spec.name}), "spec": dataset.spec.to_dict()},
         "train": cfg_.to_dict(cfg),
         "dgm_version": __version__,
     }
     adversarial = isinstance(model, Adversarial)
-    if cfg.perturb > 0 and (model.levels is None or adversarial):
+    # text: a random id in place of the end token or padding would break the sentence's layout
+    if cfg.perturb > 0 and (model.levels is None or adversarial or dataset.spec.is_text):
         raise ConfigError(
             "perturb trains a likelihood model of discrete data on mutated inputs; "
             f"{model.name} on {dataset.spec.name} is not one: drop perturb"
@@ -254,6 +257,8 @@ def fit(
         run.prepare(overwrite)
         # written first, so even a run killed in epoch one says what it was
         run.write_config(model, meta)
+    if dataset.tokenizer is not None and is_global_zero() and not (resume and run.has_tokenizer()):
+        run.write_tokenizer(dataset.tokenizer)  # what re-reads the run's text (never re-trained)
     if trainer.is_global_zero:
         if precision_note:
             show(precision_note)

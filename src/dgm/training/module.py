@@ -4,7 +4,7 @@ through its ``metrics``; it knows nothing of any family's maths."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -14,8 +14,16 @@ from torch.optim.swa_utils import AveragedModel
 
 from dgm.data.inputs import mutate
 from dgm.models.base import Batch, GenerativeModel, trusted_inputs, unpack
-from dgm.models.capabilities import Adversarial, Scheduled
+from dgm.models.capabilities import (
+    Adversarial,
+    AggressiveInference,
+    LatentDiagnostics,
+    Scheduled,
+)
 from dgm.training.config import TrainConfig
+
+# validation examples the latent diagnostics (KL, I(x; z), active units) are computed on
+DIAGNOSTIC_EXAMPLES = 1000
 
 
 def ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
@@ -82,6 +90,15 @@ class LitModel(L.LightningModule):
         if self.ema is not None:  # averaged, never trained: DDP must not wait for its gradients
             self.ema.requires_grad_(False)
         self._train_forward = torch.compile(model.loss) if cfg.compile else model.loss
+        # He et al. 2019's aggressive phase (AggressiveInference): on while the model asks for
+        # it and I(x; z) on the validation data has not fallen; training state, kept in
+        # last.ckpt (on_save_checkpoint)
+        self.aggressive = isinstance(model, AggressiveInference) and model.aggressive
+        self._last_mi: float | None = None
+        self._inner_opt: torch.optim.Optimizer | None = None
+        self._inner_batches: Iterator[Any] | None = None
+        self._diagnose: list[Tensor] = []  # validation examples for the latent diagnostics
+        self._val_keys: set[str] = set()  # what validation_step logged this epoch
 
     @property
     def suspect(self) -> bool:
@@ -99,12 +116,11 @@ class LitModel(L.LightningModule):
         if isinstance(self.model, Scheduled):  # the step is the trainer's: resumes continue it
             self.model.set_step(self.global_step)
         with trusted_inputs():  # the batches were checked once, when the data loaded
-            loss = self._train_forward(batch)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"training diverged: the loss is {loss.item()} at epoch {self.current_epoch}, "
-                f"step {batch_idx}; {self.model.divergence_advice}"
-            )
+            if self.aggressive:
+                loss = self._aggressive_step(batch, batch_idx)
+            else:
+                loss = self._train_forward(batch)
+        self._check_finite(loss, batch_idx)
         n = batch[0].shape[0] if isinstance(batch, (tuple, list)) else batch.shape[0]
         self.log(
             "train_loss",
@@ -117,6 +133,70 @@ class LitModel(L.LightningModule):
         )
         return loss
 
+    def _check_finite(self, loss: Tensor, batch_idx: int) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"training diverged: the loss is {loss.item()} at epoch {self.current_epoch}, "
+                f"step {batch_idx}; {self.model.divergence_advice}"
+            )
+
+    # -- He et al. 2019's aggressive inference-network training ------------------------------
+    def on_fit_start(self) -> None:
+        if self.aggressive and self.trainer.world_size > 1:
+            raise TrainingError(
+                "aggressive=true runs its encoder-only updates on one device; train on one "
+                "device (--devices 1) or drop aggressive"
+            )
+
+    def _next_train_batch(self) -> Batch:
+        """A training batch for the inner updates: the next of a pass of its own over the
+        (shuffled) training data, on the model's device."""
+        loader = self.trainer.train_dataloader
+        batch = next(self._inner_batches, None) if self._inner_batches is not None else None
+        if batch is None:
+            self._inner_batches = iter(loader)  # type: ignore[arg-type]
+            batch = next(self._inner_batches)
+        x, y = unpack(batch)
+        return x.to(self.device), None if y is None else y.to(self.device)
+
+    def _aggressive_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Encoder-only updates, on this batch and then fresh ones, until the mean loss of a
+        window of ``inner_window`` updates is no lower than the window's before (at most
+        ``inner_max_steps``); then the loss of the step itself, with the encoder held fixed,
+        which Lightning's optimiser steps on (the encoder gets no gradient)."""
+        model = self.model
+        assert isinstance(model, AggressiveInference)
+        params = model.encoder_parameters()
+        if self._inner_opt is None:
+            self._inner_opt = _optimizer_class(self.cfg)(params, lr=self.cfg.lr)
+        previous, total, count = math.inf, torch.zeros((), device=self.device), 0
+        inner = batch
+        for _ in range(model.inner_max_steps):
+            loss = self.model.loss(inner)
+            self._check_finite(loss, batch_idx)
+            self._inner_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            self._inner_opt.step()
+            total, count = total + loss.detach(), count + 1
+            if count == model.inner_window:  # one host sync per window
+                mean = float(total) / count
+                if mean >= previous:
+                    break
+                previous, total, count = mean, torch.zeros_like(total), 0
+            inner = self._next_train_batch()
+        self.model.zero_grad(set_to_none=True)  # the decoder's gradients of the inner updates
+        return model.decoder_loss(batch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dgm_aggressive"] = {"on": self.aggressive, "last_mi": self._last_mi}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("dgm_aggressive")
+        if state is not None:
+            self.aggressive, self._last_mi = bool(state["on"]), state["last_mi"]
+
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
@@ -124,6 +204,11 @@ class LitModel(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         with trusted_inputs():
             metrics = self.eval_model.metrics(batch)
+        self._val_keys.update(metrics)
+        if isinstance(self.eval_model, LatentDiagnostics):
+            kept = sum(len(x) for x in self._diagnose)
+            if kept < DIAGNOSTIC_EXAMPLES:
+                self._diagnose.append(unpack(batch)[0][: DIAGNOSTIC_EXAMPLES - kept])
         for key, values in metrics.items():
             self.log(
                 f"val_{key}",
@@ -133,6 +218,29 @@ class LitModel(L.LightningModule):
                 prog_bar=key == "nll",
                 sync_dist=True,
             )
+
+    def on_validation_epoch_end(self) -> None:
+        """The latent diagnostics of a :class:`LatentDiagnostics` model on (up to
+        ``DIAGNOSTIC_EXAMPLES`` of) the validation examples, logged as ``val_kl`` (unless
+        ``metrics`` gave it over all of them), ``val_mi`` and ``val_active_units``; the end of
+        the aggressive phase once I(x; z) falls."""
+        model, examples = self.eval_model, self._diagnose
+        keys, self._diagnose, self._val_keys = self._val_keys, [], set()
+        if not isinstance(model, LatentDiagnostics) or not examples:
+            return
+        with trusted_inputs():
+            numbers = model.diagnostics(torch.cat(examples))
+        for key, value in numbers.items():
+            if key not in keys:
+                self.log(f"val_{key}", float(value), on_epoch=True, sync_dist=True)
+        if self.trainer.sanity_checking or not isinstance(self.model, AggressiveInference):
+            return
+        mi = float(numbers["mi"])
+        if self.aggressive and self._last_mi is not None and mi < self._last_mi:
+            self.aggressive = False  # I(x; z) stopped rising: ordinary steps from now on
+        self._last_mi = mi
+        if self.model.aggressive:
+            self.log("aggressive", float(self.aggressive), on_epoch=True)
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg

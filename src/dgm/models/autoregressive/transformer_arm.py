@@ -4,7 +4,7 @@ p(x) = prod_d p(x_d | x_<d) with pixels read in raster order as tokens (Chen et 
 "Generative pretraining from pixels"; Parmar et al. 2018, "Image transformer"). Each pixel
 level 0..K-1 is a learned embedding; the sequence fed to the network is shifted right,
 ``[start, x_0, ..., x_{D-2}]`` plus learned position embeddings, so output ``d`` of the causal
-transformer (``dgm.models.autoregressive.transformer``) sees ``x_<d`` only and gives the
+transformer (``dgm.nn.transformer``) sees ``x_<d`` only and gives the
 parameters of p(x_d | x_<d). Sampling is ancestral; by default it keeps every layer's keys and
 values, so each step runs one token through the network instead of the whole prefix.
 """
@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from dgm.config import opt
 from dgm.errors import ConfigError
 from dgm.models.autoregressive.base import AutoregressiveModel
-from dgm.models.autoregressive.transformer import CausalTransformer, KVCache
 from dgm.models.base import DiscreteConfig
+from dgm.nn.transformer import CausalTransformer, KVCache
 from dgm.registry import register
 
 

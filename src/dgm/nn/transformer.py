@@ -1,4 +1,5 @@
-"""Decoder-only (causal) transformer blocks, with a key/value cache for incremental decoding.
+"""Decoder-only (causal) transformer blocks, with a key/value cache for incremental decoding:
+shared by the transformer ARM (pixels as tokens) and the transformer language model (text).
 
 Pre-LayerNorm blocks (Radford et al. 2019, "GPT-2"; Xiong et al. 2020, "On layer normalization
 in the transformer architecture") of causal multi-head self-attention (Vaswani et al. 2017,
