@@ -172,6 +172,16 @@ def test_scoring_in_passes_gives_the_same_numbers(name, monkeypatch):
     assert torch.allclose(model.log_prob(x), whole, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_scoring_real_tokens_only_matches_the_full_softmax(name):
+    model = build(name, shape=(8,), **SMALL[name])
+    x = sentences([0, 7, 2, 5], 8)
+    full = model.sequence_log_prob(model.logits(x), x)  # every position's logits
+    assert torch.allclose(model.score(model.features(x), x, model.head), full, atol=1e-5)
+    assert model.trim(x).shape[1] == 8 and model.trim(x[[0, 2]]).shape[1] == 3
+    assert torch.allclose(model.log_prob(x[[0, 2]]), full[[0, 2]], atol=1e-5)  # trimmed to 3
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("decoder", sorted(DECODERS))
 def test_text_vae_never_reads_padding(decoder, bidirectional):

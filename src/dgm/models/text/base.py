@@ -168,6 +168,23 @@ class TextBase(GenerativeModel, TextModel):
         picked = logp.gather(-1, target.clamp_min(0).unsqueeze(-1))[..., 0]  # [B, T]
         return torch.where(real, picked, torch.zeros_like(picked)).sum(1)
 
+    def score(self, h: Tensor, x: Tensor, head: Callable[[Tensor], Tensor]) -> Tensor:
+        """log p(x) ``[B]`` from the features ``h [B, T, C]`` of every position: ``head``
+        (features ``[N, C]`` -> logits ``[N, V]``) runs at the real tokens only, so padding
+        costs no output layer or softmax (on PTB batches, more than half of the positions);
+        the same numbers as :meth:`sequence_log_prob` of the full logits."""
+        rows, pos = self.real_tokens(x).nonzero(as_tuple=True)  # [N] each
+        logits = head(h[rows, pos]).float().masked_fill(self.banned[pos], float("-inf"))
+        target = x[rows, pos].long().unsqueeze(-1)
+        picked = logits.gather(-1, target)[:, 0] - logits.logsumexp(-1)  # [N]
+        return picked.new_zeros(x.shape[0]).index_add(0, rows, picked)
+
+    def trim(self, x: Tensor) -> Tensor:
+        """``x`` without the columns after the batch's longest sentence (padding everywhere):
+        causal networks give the kept positions the same outputs, and skip the rest."""
+        longest = int(self.token_counts(x).max()) if x.numel() else 1
+        return x[:, : max(longest, 1)]
+
     @staticmethod
     def real_tokens(x: Tensor) -> Tensor:
         """``[B, T]`` True at the real tokens: up to and including the first end token (for a

@@ -64,14 +64,22 @@ class LSTMLM(TextBase):
         self.drop = nn.Dropout(c.dropout)
         self.output = TokenOutput(c.hidden, c.levels, c.embed, c.tied)
 
+    def features(self, x: Tensor) -> Tensor:
+        """What the output layer reads at every position ``[B, T, H]``; t sees x_<t only."""
+        h, _ = self.lstm(self.drop(self.embedding(self.shifted(x))))
+        return self.drop(h)
+
+    def head(self, h: Tensor) -> Tensor:
+        """Features ``[..., H]`` -> logits ``[..., V]``."""
+        return self.output(h, self.embedding)
+
     def logits(self, x: Tensor) -> Tensor:
         """Logits of every position ``[B, T, V]``; position t sees x_<t only."""
-        h, _ = self.lstm(self.drop(self.embedding(self.shifted(x))))
-        return self.output(self.drop(h), self.embedding)
+        return self.head(self.features(x))
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats ``[B]``: every real token, the end token included."""
-        return self.in_passes(lambda r: self.sequence_log_prob(self.logits(r), r), x)
+        return self.in_passes(lambda r: self.score(self.features(r), r, self.head), self.trim(x))
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, top_p: float = 1.0) -> Tensor:

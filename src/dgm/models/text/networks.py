@@ -116,11 +116,15 @@ class LSTMDecoder(nn.Module):
         c = self.init(z).unsqueeze(0)  # [1, B, H]
         return torch.tanh(c), c
 
-    def forward(self, e: Tensor, z: Tensor) -> Tensor:
-        """Input embeddings ``[B, T, E]`` (of ``<s>, x_0, ...``) and codes ``[B, K]`` -> logits
-        ``[B, T, V]``; output t sees inputs <= t."""
+    def features(self, e: Tensor, z: Tensor) -> Tensor:
+        """Input embeddings ``[B, T, E]`` (of ``<s>, x_0, ...``) and codes ``[B, K]`` -> what
+        the output layer ``out`` reads, ``[B, T, H]``; output t sees inputs <= t."""
         h, _ = self.lstm(with_code(e, z), self.initial_state(z))
-        return self.out(self.drop(h))
+        return self.drop(h)
+
+    def forward(self, e: Tensor, z: Tensor) -> Tensor:
+        """Logits ``[B, T, V]`` of every position."""
+        return self.out(self.features(e, z))
 
     def step(
         self, e: Tensor, z: Tensor, state: tuple[Tensor, Tensor] | None
@@ -175,12 +179,17 @@ class DilatedCNNDecoder(nn.Module):
         self.out = nn.Linear(channels, vocab)
         self.receptive_field = 1 + (kernel_size - 1) * sum(self.dilations)
 
-    def forward(self, e: Tensor, z: Tensor) -> Tensor:
-        """Input embeddings ``[B, T, E]`` and codes ``[B, K]`` -> logits ``[B, T, V]``."""
+    def features(self, e: Tensor, z: Tensor) -> Tensor:
+        """Input embeddings ``[B, T, E]`` and codes ``[B, K]`` -> what the output layer
+        ``out`` reads, ``[B, T, C]``."""
         h = self.inp(with_code(e, z).transpose(1, 2))  # [B, C, T]
         for block in self.blocks:
             h = block(h)
-        return self.out(self.drop(F.relu(h.transpose(1, 2))))
+        return self.drop(F.relu(h.transpose(1, 2)))
+
+    def forward(self, e: Tensor, z: Tensor) -> Tensor:
+        """Logits ``[B, T, V]`` of every position."""
+        return self.out(self.features(e, z))
 
 
 __all__ = [

@@ -227,9 +227,14 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
     def recon(self, x: Tensor, z: Tensor, tokens: Tensor | None = None) -> Tensor:
         """log p(x|z) ``[B]`` (``tokens`` what the decoder reads, by default ``shifted(x)``)."""
         tokens = self.shifted(x) if tokens is None else tokens
-        return self.in_passes(
-            lambda xr, zr, tr: self.sequence_log_prob(self.decoder_logits(tr, zr), xr), x, z, tokens
-        )
+        t = self.trim(x).shape[1]  # the positions after every sentence's end: padding only
+        x, tokens = x[:, :t], tokens[:, :t]
+
+        def score(xr: Tensor, zr: Tensor, tr: Tensor) -> Tensor:
+            h = self.decoder.features(self.drop(self.decoder_embedding(tr)), zr)
+            return self.score(h, xr, self.decoder.out)
+
+        return self.in_passes(score, x, z, tokens)
 
     def word_dropped(self, x: Tensor) -> Tensor:
         """What the decoder reads in training: ``shifted(x)`` with each word (not ``<s>``, the
@@ -254,6 +259,7 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
         encoder runs once; each sample's noise is drawn as its own ``[B, K]`` tensor, in
         order, so one seed gives the same numbers whatever the passes."""
         check_num_samples(num_samples)
+        x = self.trim(x)  # the encoder and the decoder skip the padding after every sentence
         h = self.features(x)
         b, k = x.shape[0], self.config.latent
         per = self.samples_per_pass(b, chunk)
@@ -316,6 +322,7 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
 
     def _loss(self, batch: Batch, hold_encoder: bool) -> Tensor:
         x, _ = unpack(batch)
+        x = self.trim(x)
         c = self.config
         mu, log_std = self.gaussian(x)
         if hold_encoder:  # He et al.'s decoder update: no gradient reaches the encoder

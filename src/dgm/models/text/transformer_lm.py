@@ -69,13 +69,21 @@ class TransformerLM(TextBase):
         t = tokens.shape[1]
         return self.drop(self.token(tokens) + self.position[start : start + t])
 
+    def features(self, x: Tensor) -> Tensor:
+        """What the output layer reads at every position ``[B, T, C]``; t sees x_<t only."""
+        return self.body(self.embed(self.shifted(x)))
+
+    def head(self, h: Tensor) -> Tensor:
+        """Features ``[..., C]`` -> logits ``[..., V]``."""
+        return self.output(h, self.token)
+
     def logits(self, x: Tensor) -> Tensor:
         """Logits of every position ``[B, T, V]``; position t sees x_<t only."""
-        return self.output(self.body(self.embed(self.shifted(x))), self.token)
+        return self.head(self.features(x))
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats ``[B]``: every real token, the end token included."""
-        return self.in_passes(lambda r: self.sequence_log_prob(self.logits(r), r), x)
+        return self.in_passes(lambda r: self.score(self.features(r), r, self.head), self.trim(x))
 
     @torch.no_grad()
     def sample(
