@@ -219,3 +219,17 @@ def test_text_and_images_are_not_mixed_up(text_runs, run_cli):
         code, out, err = run_cli(*args)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
         assert "Traceback" not in err and out == ""
+
+
+def test_a_collapsed_code_is_said_plainly():
+    from dgm.pipeline import collapse_line
+
+    used = {"test_kl": 4.0, "test_active_units": 3}
+    assert collapse_line(used, "text-vae") is None
+    assert collapse_line({}, "lstm-lm") is None  # no latent code
+    for collapsed in (
+        {"test_kl": 0.004, "test_active_units": 2},
+        {"test_kl": 1.0, "test_active_units": 0},
+    ):
+        line = collapse_line(collapsed, "text-vae")
+        assert line is not None and "collapsed" in line and "dgm list text-vae" in line

@@ -36,6 +36,8 @@ from dgm.runs import RunFolder
 from dgm.training import TrainConfig, build, fit
 
 Show = Callable[[str], None]
+# below this KL (nats) a latent code carries next to nothing: the posterior has collapsed
+COLLAPSED_KL = 0.1
 
 
 def _stderr(msg: str) -> None:
@@ -170,6 +172,9 @@ def finish(
             f"test latent code: KL {results['test_kl']:.3f} nats, I(x; z) "
             f"{results['test_mi']:.3f} nats, {results['test_active_units']} active units"
         )
+        collapse = collapse_line(results, model.name)
+        if collapse:
+            show(collapse)
     if sentences is not None:
         for line in sentences[:3]:
             show(f"sample: {line}")
@@ -180,6 +185,21 @@ def finish(
     else:
         show(f"wrote {run.samples_plot}, {run.loss_plot}, {run.summary_file}")
     return results
+
+
+def collapse_line(results: dict[str, Any], model: str) -> str | None:
+    """The line that says a latent code collapsed (no active unit, or a KL below
+    :data:`COLLAPSED_KL` on the test split), said plainly as a GAN's collapse is: the numbers
+    alone hide it. None when the code is in use or the model reports no code."""
+    if "test_active_units" not in results:
+        return None
+    if results["test_active_units"] > 0 and results["test_kl"] >= COLLAPSED_KL:
+        return None
+    return (
+        f"the latent code collapsed (KL {results['test_kl']:.3f} nats, "
+        f"{results['test_active_units']} active units): the decoder ignores z; KL annealing, "
+        f"word dropout or free bits keep it in use (see 'dgm list {model}')"
+    )
 
 
 def _sample_score_line(monitor: str, record: dict[str, Any]) -> str:
