@@ -51,7 +51,8 @@ PTB_RUNS = {
     ),
     "lstm-lm": ("lstm-lm", []),
 }
-SHAKESPEARE = ["dim=192", "layers=4", "heads=4", "dropout=0.1"]
+# the measured configuration (README): more, smaller steps beat a wider net in 15 minutes
+SHAKESPEARE = ["dim=128", "layers=4", "heads=4", "dropout=0.0"]
 
 
 def speed(repeats: int) -> None:
@@ -115,7 +116,7 @@ def shakespeare(args: argparse.Namespace) -> None:
         "--epochs",
         10_000,
         "--batch-size",
-        32,
+        12,
         *sets([*SHAKESPEARE, "patience=0"]),
         threads=args.threads,
     )
