@@ -17,6 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dgm.errors import ConfigError
+
+
+def check_sizes(dim: int, layers: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+    """Raise a ConfigError for sizes a :class:`CausalTransformer` cannot be built with (the
+    configs of transformer-arm and transformer-lm share them)."""
+    if dim < 1 or layers < 1 or heads < 1:
+        raise ConfigError("need dim >= 1, layers >= 1 and heads >= 1")
+    if dim % heads:
+        raise ConfigError(f"dim ({dim}) must be a multiple of heads ({heads})")
+    if mlp_ratio <= 0:
+        raise ConfigError(f"mlp_ratio must be positive, got {mlp_ratio}")
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+
 
 class LayerCache:
     """Keys and values ``[B, H, T_max, Dh]`` of the positions one layer has seen so far.

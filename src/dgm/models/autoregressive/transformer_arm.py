@@ -18,10 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from dgm.config import opt
-from dgm.errors import ConfigError
 from dgm.models.autoregressive.base import AutoregressiveModel
 from dgm.models.base import DiscreteConfig
-from dgm.nn.transformer import CausalTransformer, KVCache
+from dgm.nn.transformer import CausalTransformer, KVCache, check_sizes
 from dgm.registry import register
 
 
@@ -35,14 +34,7 @@ class TransformerARMConfig(DiscreteConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dim < 1 or self.layers < 1 or self.heads < 1:
-            raise ConfigError("need dim >= 1, layers >= 1 and heads >= 1")
-        if self.dim % self.heads:
-            raise ConfigError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_sizes(self.dim, self.layers, self.heads, self.mlp_ratio, self.dropout)
 
 
 @register(

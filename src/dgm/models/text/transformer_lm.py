@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from dgm.config import opt
-from dgm.errors import ConfigError
-from dgm.models.text.base import TextBase, TextConfig, check_dropout
+from dgm.models.text.base import TextBase, TextConfig
 from dgm.models.text.networks import TokenOutput
-from dgm.nn.transformer import CausalTransformer
+from dgm.nn.transformer import CausalTransformer, check_sizes
 from dgm.registry import register
 
 
@@ -34,13 +33,7 @@ class TransformerLMConfig(TextConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dim < 1 or self.layers < 1 or self.heads < 1:
-            raise ConfigError("need dim >= 1, layers >= 1 and heads >= 1")
-        if self.dim % self.heads:
-            raise ConfigError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
-        check_dropout("dropout", self.dropout)
+        check_sizes(self.dim, self.layers, self.heads, self.mlp_ratio, self.dropout)
 
 
 @register("transformer-lm", "text", "causal transformer language model with a key/value cache")
