@@ -178,6 +178,14 @@ def make_prior(c: PriorConfig, dim: int, q0: Callable[[Tensor], tuple[Tensor, Te
     )
 
 
+def warmed_up(beta: float, warmup_steps: int, step: int) -> float:
+    """The KL weight at training step ``step``: ``beta``, reached linearly over the first
+    ``warmup_steps`` steps (Bowman et al. 2016's annealing; 0 steps: ``beta`` from the start)."""
+    if warmup_steps > 0:
+        return beta * min(1.0, step / warmup_steps)
+    return beta
+
+
 def iwae_bound(log_w: Tensor) -> Tensor:
     """log (1/K) sum_k w_k from log weights ``[K, B]``: ``[B]`` (K = 1: a one-draw ELBO)."""
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
@@ -280,10 +288,7 @@ class LatentModel(GenerativeModel, Autoencoder, DecoderMean, EvidenceBound, Sche
     def kl_weight(self) -> float:
         """The KL term's weight in the loss now: ``beta``, ramped up linearly over the first
         ``warmup_steps`` training steps (the step as :meth:`set_step` last gave it)."""
-        c = self.config
-        if c.warmup_steps > 0:
-            return c.beta * min(1.0, self._step / c.warmup_steps)
-        return c.beta
+        return warmed_up(self.config.beta, self.config.warmup_steps, self._step)
 
     def _training_step(self, batch: Batch) -> tuple[Tensor, float]:
         """The batch's checked ``x`` and the KL weight."""
@@ -410,4 +415,5 @@ __all__ = [
     "make_backbone",
     "make_likelihood_for",
     "make_prior",
+    "warmed_up",
 ]

@@ -43,7 +43,7 @@ from dgm.data.text import BOS, EOS, PAD, UNK
 from dgm.errors import ConfigError
 from dgm.models.base import Batch, check_num_samples, unpack
 from dgm.models.capabilities import AggressiveInference, Autoencoder, EvidenceBound, Scheduled
-from dgm.models.latent.base import CHUNK, PARAMS_PER_PASS, iwae_bound
+from dgm.models.latent.base import CHUNK, PARAMS_PER_PASS, iwae_bound, warmed_up
 from dgm.models.latent.posteriors import GaussianPosterior, gaussian_kl
 from dgm.models.latent.priors import (
     FlowPrior,
@@ -315,10 +315,7 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
 
     def kl_weight(self) -> float:
         """The KL term's weight now: ``beta``, ramped up linearly over ``warmup_steps``."""
-        c = self.config
-        if c.warmup_steps > 0:
-            return c.beta * min(1.0, self._step / c.warmup_steps)
-        return c.beta
+        return warmed_up(self.config.beta, self.config.warmup_steps, self._step)
 
     def _loss(self, batch: Batch, hold_encoder: bool) -> Tensor:
         x, _ = unpack(batch)
