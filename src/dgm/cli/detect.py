@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dgm.cli import common
 from dgm.cli import text as textio
 from dgm.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from dgm.evaluation.decision import Thresholds
 
 
 def add_parser(sub: Any) -> None:
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dgm.data import DataSpec
     from dgm.data.inputs import read_inputs
-    from dgm.evaluation.decision import Thresholds, calibrate, decide, score, summarize
+    from dgm.evaluation.decision import decide, score, summarize
 
     if args.out:  # before any scoring: a report that cannot be written fails first
         if Path(args.out).suffix.lower() not in (".json", ".csv"):
@@ -101,12 +104,7 @@ def run(args: argparse.Namespace) -> int:
     items = read_inputs(args.inputs, spec)
     k = quick_num_samples(args, model)
     torch.manual_seed(args.seed)
-    if args.log_px_threshold is not None:
-        thr = Thresholds(args.log_px_threshold, args.min_p_label, keep=float("nan"), num_val=0)
-    else:
-        val = common.split_inputs(loaded.dataset(None, args.data_dir), "val")
-        val_lp, _ = score(model, val, args.batch_size, k)
-        thr = calibrate(val_lp, args.keep, args.min_p_label)
+    thr = _thresholds(args, loaded, k, text=False)
     valid = [it for it in items if it.x is not None]
     records: dict[int, dict[str, Any]] = {}
     if valid:
@@ -206,13 +204,33 @@ CALIBRATION_SENTENCES = 1000
 TEXT_KEYS = ["input", "log_px", "tokens", "log_px_per_token", "bpd", "decision", "note", "text"]
 
 
+def _thresholds(
+    args: argparse.Namespace, loaded: common.LoadedRun, k: int | None, text: bool
+) -> Thresholds:
+    """``--log-px-threshold`` as given, else thresholds calibrated on the run's validation
+    split: on log p(x), or for text on log p(x) per token over at most
+    CALIBRATION_SENTENCES (PTB's 3370 with K = 100 are many minutes on a CPU)."""
+    from dgm.evaluation.decision import Thresholds, calibrate, score
+    from dgm.evaluation.text import token_counts
+
+    if args.log_px_threshold is not None:
+        return Thresholds(args.log_px_threshold, args.min_p_label, keep=float("nan"), num_val=0)
+    val = common.split_inputs(loaded.dataset(None, args.data_dir), "val")
+    if text:
+        val = val[:CALIBRATION_SENTENCES]
+    val_lp, _ = score(loaded.model, val, args.batch_size, k)
+    if text:
+        val_lp = val_lp / token_counts(val)
+    return calibrate(val_lp, args.keep, args.min_p_label)
+
+
 def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
     """Every line of a text file scored by a text model: log p(x) in nats, per token (and in
     bits per token, ``bpd``), and a decision on log p(x) per token calibrated on the run's
     validation sentences."""
     import torch
 
-    from dgm.evaluation.decision import Thresholds, calibrate, decide, score, summarize
+    from dgm.evaluation.decision import decide, score, summarize
     from dgm.evaluation.text import token_counts
 
     model: Any = loaded.model
@@ -223,14 +241,7 @@ def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
     enc = textio.encode(model, [line.text for line in lines])
     k = quick_num_samples(args, model)
     torch.manual_seed(args.seed)
-    if args.log_px_threshold is not None:
-        thr = Thresholds(args.log_px_threshold, args.min_p_label, keep=float("nan"), num_val=0)
-    else:
-        # at most CALIBRATION_SENTENCES: PTB's 3370 with K = 100 are many minutes on a CPU
-        val = common.split_inputs(loaded.dataset(None, args.data_dir), "val")
-        val = val[:CALIBRATION_SENTENCES]
-        val_lp, _ = score(model, val, args.batch_size, k)
-        thr = calibrate(val_lp / token_counts(val), args.keep, args.min_p_label)
+    thr = _thresholds(args, loaded, k, text=True)
     log_px, _ = score(model, enc.x, args.batch_size, k)
     tokens = token_counts(enc.x)
     per_token = log_px / tokens
