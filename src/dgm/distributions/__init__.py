@@ -3,7 +3,7 @@
 from dgm.distributions.base import LIKELIHOODS, Likelihood, full_precision, make_likelihood
 from dgm.distributions.bernoulli import Bernoulli
 from dgm.distributions.categorical import Categorical
-from dgm.distributions.gaussian import Gaussian
+from dgm.distributions.gaussian import Gaussian, discretized_gaussian_log_prob
 from dgm.distributions.logistic import DiscretizedLogisticMixture
 from dgm.distributions.normal import StandardNormal
 from dgm.distributions.spherical import HypersphericalUniform, PowerSpherical, VonMisesFisher
@@ -19,6 +19,7 @@ __all__ = [
     "PowerSpherical",
     "StandardNormal",
     "VonMisesFisher",
+    "discretized_gaussian_log_prob",
     "full_precision",
     "make_likelihood",
 ]

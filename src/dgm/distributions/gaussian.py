@@ -62,4 +62,33 @@ class Gaussian:
         return mean + temperature * torch.exp(log_scale) * torch.randn_like(mean)
 
 
-__all__ = ["Gaussian"]
+def log_difference_of_cdfs(lo: Tensor, hi: Tensor) -> Tensor:
+    """log(Phi(hi) - Phi(lo)) for standardized ``lo < hi``, stable in both tails: in the upper
+    tail it is computed as log(Phi(-lo) - Phi(-hi)), where the two terms are not both near 1."""
+    upper = lo > 0  # both edges in the upper tail: use the mirror image
+    a = torch.where(upper, -hi, lo)
+    b = torch.where(upper, -lo, hi)
+    log_b, log_a = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
+    # log(e^log_b - e^log_a) = log_b + log(1 - e^(log_a - log_b)), log_a < log_b
+    return log_b + torch.log(-torch.expm1(log_a - log_b).clamp(max=-1e-30))
+
+
+def discretized_gaussian_log_prob(
+    x: Tensor, mean: Tensor, log_scale: Tensor, levels: int
+) -> Tensor:
+    """log P(x) per dimension for levels ``x`` in ``0..levels-1`` under a Gaussian N(mean,
+    scale^2) on [-1, 1] cut into ``levels`` equal cells (the decoder of DDPM, Ho et al. 2020,
+    eq. 13, and VDM): level k is the cell centred on ``(2k + 1) / levels - 1``, half-width
+    ``1 / levels``, the first and last cells reaching to -inf and +inf, so the levels' masses
+    sum to 1. ``[B, *event]`` each (``log_scale`` may broadcast) -> ``[B, *event]``."""
+    mean, log_scale = full_precision(mean), full_precision(log_scale)
+    centre = (2 * x.to(mean.dtype) + 1) / levels - 1
+    inv = torch.exp(-log_scale)
+    lo = (centre - 1.0 / levels - mean) * inv
+    hi = (centre + 1.0 / levels - mean) * inv
+    lo = torch.where(x <= 0, torch.full_like(lo, -math.inf), lo)
+    hi = torch.where(x >= levels - 1, torch.full_like(hi, math.inf), hi)
+    return log_difference_of_cdfs(lo, hi)
+
+
+__all__ = ["Gaussian", "discretized_gaussian_log_prob", "log_difference_of_cdfs"]
