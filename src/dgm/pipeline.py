@@ -112,7 +112,7 @@ def finish(
         # a 2-D density can be looked at directly, next to the data and the samples
         more = model.sample(2000) if cfg.num_samples < 2000 else samples
         save_density(
-            model.log_prob, dataset.test.x[:5000], more, run.density_plot,
+            model.picture_log_prob, dataset.test.x[:5000], more, run.density_plot,
             title=f"{model.name} on {dataset.spec.name}",
         )  # fmt: skip
     key = f"val_{model.monitor}"
@@ -259,15 +259,16 @@ def summary(
 
     rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in res.items())
     model_cfg = ", ".join(f"{k}={v}" for k, v in run.read_config()["config"].items())
+    # the note of the number reported (with the K it used), else the model's own
+    note = res.get("test_estimate") or model.likelihood_note()
     nll_line = (
-        f"NLL in nats per example ({model.likelihood_note()}); bits/dim = nats / (D ln 2), "
-        f"D = {dataset.spec.dim}"
+        f"NLL in nats per example ({note}); bits/dim = nats / (D ln 2), D = {dataset.spec.dim}"
         if model.has_likelihood
         else "no likelihood: sample quality on dgm's own feature network (see its line above)"
     )
     if is_text(model):  # padding is no dimension: text is counted in tokens
         nll_line = (
-            f"NLL in nats per sentence ({model.likelihood_note()}); perplexity = exp(total NLL "
+            f"NLL in nats per sentence ({note}); perplexity = exp(total NLL "
             "/ total tokens), the tokens of a sentence its words (or characters) and its end "
             "token, never padding; bpd here is bits per token"
         )

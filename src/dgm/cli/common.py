@@ -50,7 +50,9 @@ def add_num_samples(p: argparse.ArgumentParser, default: str) -> None:
         type=int,
         default=None,
         metavar="K",
-        help=f"importance samples where log p(x) is estimated ({default})",
+        help=f"importance samples where log p(x) is estimated; for diffusion models the draws "
+        f"averaged (of t for ddpm and vdm, Hutchinson probes for score-sde and flow-matching) "
+        f"({default})",
     )
 
 

@@ -110,7 +110,8 @@ def _nll(args: argparse.Namespace, model: Any, x: Any, data: str) -> dict[str, A
         common.err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")
     k = num_samples_for(model, args.num_samples)
     # what is about to run, before the minutes K = 5000 can take (progress then shows the rest)
-    each = "exact" if k is None else f"K={k} importance samples per example"
+    draws = "draws averaged" if model.averaged_samples else "importance samples"
+    each = "exact" if k is None else f"K={k} {draws} per example"
     common.err(
         f"nll of {model.name} on {x.shape[0]} {args.split} examples of {data} ({each}): "
         f"{model.likelihood_note(**likelihood_kwargs(k))}"

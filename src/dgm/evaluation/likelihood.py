@@ -1,9 +1,9 @@
 """Likelihood evaluation through the public contract: NLL in nats and bits per dimension, the
 bound a latent-variable model trains on, and the two things every evaluation shares:
 
-- :func:`num_samples_for`, the one place that decides K, the importance samples where
-  ``log_prob`` is an estimate (the model's own default, capped where a command asks for less,
-  checked once);
+- :func:`num_samples_for`, the one place that decides K, the importance samples (or the
+  averaged draws of a diffusion model's estimate) where ``log_prob`` is an estimate (the
+  model's own default, capped where a command asks for less, checked once);
 - :func:`per_example`, the one batching loop for per-example scores.
 """
 
@@ -50,7 +50,9 @@ def num_samples_for(
         return None
     k = requested
     if k is None:
-        k = model.default_eval_samples if cap is None else min(model.default_eval_samples, cap)
+        k = model.default_eval_samples
+        if cap is not None:  # fewer where asked, never below what makes a usable number
+            k = min(k, max(cap, model.min_eval_samples))
     check_num_samples(k)
     return int(k)
 
@@ -115,12 +117,15 @@ def sample_parts(num_samples: int) -> list[int]:
     return [min(size, num_samples - start) for start in range(0, num_samples, size)]
 
 
-def join_estimates(log_probs: list[Tensor], sizes: Sequence[int]) -> Tensor:
-    """One importance-sampled estimate from estimates over disjoint draws: with ``sizes[j]``
-    draws behind ``log_probs[j]`` (each log (1/k_j) sum w), log (1/K) sum of all the w."""
+def join_estimates(log_probs: list[Tensor], sizes: Sequence[int], averaged: bool = False) -> Tensor:
+    """One estimate from estimates over disjoint draws, ``sizes[j]`` draws behind
+    ``log_probs[j]``: importance-sampled ones (each log (1/k_j) sum w) give log (1/K) sum of
+    all the w; ``averaged`` ones (each the mean of k_j estimates) their weighted mean."""
     if len(log_probs) == 1:
         return log_probs[0]
     k = sum(sizes)
+    if averaged:
+        return sum(lp.double() * s for lp, s in zip(log_probs, sizes)) / k
     terms = torch.stack([lp.double() + math.log(s) for lp, s in zip(log_probs, sizes)])
     return torch.logsumexp(terms, 0) - math.log(k)
 
@@ -141,9 +146,11 @@ def per_example_nll(
     k = num_samples_for(model, num_samples)
     if k is None:
         return -per_example(model.log_prob, model, x, batch_size, **kwargs)
-    sizes = sample_parts(k)
+    # an averaged estimate takes its K draws whole: a model may spread them evenly (ddpm's
+    # stratified t, whose K = T - 1 is every term once), which parts would each redo
+    sizes = [k] if model.averaged_samples else sample_parts(k)
     parts = [(s / k, {"num_samples": s}) for s in sizes]
-    join = partial(join_estimates, sizes=sizes)
+    join = partial(join_estimates, sizes=sizes, averaged=model.averaged_samples)
     return -per_example(model.log_prob, model, x, batch_size, parts=parts, join=join, **kwargs)
 
 

@@ -189,6 +189,15 @@ class GenerativeModel(nn.Module):
     exact_likelihood: ClassVar[bool] = True
     # importance samples `dgm eval` uses when log_prob is an estimate (exact_likelihood False)
     default_eval_samples: ClassVar[int] = 1
+    # the fewest draws that make a usable number where a command asks for few (the test NLL at
+    # the end of training): 1 is the bound trained on; an averaged estimator (below) of many
+    # terms needs more to be more than noise
+    min_eval_samples: ClassVar[int] = 1
+    # False: log_prob(x, num_samples=K) importance-weights K draws, log (1/K) sum_k w_k, a bound
+    # that tightens with K (IWAE, dequantisation). True: it averages K Monte Carlo estimates
+    # (of a bound's terms, of a Hutchinson trace), whose variance falls with K and whose mean
+    # does not move (diffusion models); parts of K then join by their mean
+    averaged_samples: ClassVar[bool] = False
     # True for models of discrete levels (autoregressive models with categorical outputs...)
     discrete_only: ClassVar[bool] = False
     # True for models of token sequences (dgm.models.text): they take text data only, and
@@ -307,6 +316,12 @@ class GenerativeModel(nn.Module):
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats, one value per example: ``[B, *event_shape] -> [B]``."""
         raise NotImplementedError
+
+    def picture_log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) for a picture of a 2-D density on a grid (``density.png``): ``log_prob``,
+        unless the model has a cheaper way that a picture cannot tell apart (an ODE model's
+        looser solver tolerance)."""
+        return self.log_prob(x)
 
     def likelihood_note(self, num_samples: int = 1) -> str:
         """What ``log_prob`` reports, for eval output: exact, or which bound/estimate."""
