@@ -1,6 +1,8 @@
 """``dgm sample RUN``: draw samples from a run's model, as a picture or an array (.npy, .npz,
-.csv). Models with a decoder (:class:`~dgm.models.capabilities.DecoderMean`) show pictures of
-decoder means E[x|z] by default; ``--mode sample`` shows draws of p(x|z). Text models
+.csv). Models drawn in steps (:class:`~dgm.models.capabilities.IterativeSampler`: diffusion)
+take their sampler and number of steps from ``--set``. Models with a decoder
+(:class:`~dgm.models.capabilities.DecoderMean`) show pictures of decoder means E[x|z] by
+default; ``--mode sample`` shows draws of p(x|z). Text models
 (:class:`~dgm.models.capabilities.TextModel`) print sentences, one a line (``--out FILE.txt``
 writes them), drawn with ``--temperature`` (0: greedy) and ``--top-p`` (nucleus sampling,
 Holtzman et al. 2020)."""
@@ -64,6 +66,15 @@ def add_parser(sub: Any) -> None:
         help="class of every sample, for class-conditional models: one of the run's class "
         "names, or an index 0..K-1",
     )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sampling option of models drawn in steps (repeatable; diffusion models: steps, "
+        "sampler, and eta for ddpm's DDIM), e.g. --set steps=50 --set sampler=ddim; 'dgm list "
+        "MODEL' lists the choices (default: the run's config)",
+    )
     common.add_device(s)
 
 
@@ -91,6 +102,24 @@ def choose_mode(model: Any, mode: str | None, suffix: str, temperature: float | 
         return "sample"
     picture = suffix not in ARRAYS
     return "mean" if has_mean and picture and temperature is None else "sample"
+
+
+def sample_settings(model: Any, items: list[str]) -> dict[str, Any]:
+    """``--set key=value`` as keyword arguments of ``model.sample``, checked by the model's
+    config (:class:`~dgm.models.capabilities.IterativeSampler`); a model drawn in one pass
+    takes none."""
+    from dgm.config import parse_set
+    from dgm.models.capabilities import IterativeSampler
+
+    if not items:
+        return {}
+    values = parse_set(items)
+    if not isinstance(model, IterativeSampler):
+        raise ConfigError(
+            f"{model.name} draws its samples in one pass and takes no sampling options; drop "
+            f"--set {items[0]}"
+        )
+    return model.sample_settings(values)
 
 
 def _write_array(x: Any, out: Path) -> None:
@@ -162,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dgm.data import DataSpec
-    from dgm.models.capabilities import DecoderMean, LabelConditional
+    from dgm.models.capabilities import DecoderMean, IterativeSampler, LabelConditional
     from dgm.plotting import save_samples
 
     common.check_positive(args.n, "-n")
@@ -201,10 +230,13 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(model, LabelConditional):
             raise ConfigError(f"{model.name} takes no --label when sampling; drop it")
         kwargs["labels"], label_name = _label_index(loaded, model, args.label)
+    kwargs.update(sample_settings(model, args.set))
     if mode == "mean" and isinstance(model, DecoderMean):
         x, what = model.sample_mean(args.n).cpu(), "decoder means E[x|z]"
     else:
         x, what = model.sample(args.n, **kwargs).cpu(), "samples"
+        if isinstance(model, IterativeSampler):
+            what += f" ({model.describe_sampling(kwargs)})"
         if "labels" in kwargs:
             what += f" of class {label_name}"
     if out.suffix.lower() in ARRAYS:
@@ -214,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
         data = loaded.dataset().test.x[:5000]
         name = loaded.data_name()
-        mass = save_density(model.log_prob, data, x, out, title=f"{model.name} on {name}")
+        mass = save_density(model.picture_log_prob, data, x, out, title=f"{model.name} on {name}")
         print(f"density mass in the picture's window: {mass:.3f}")
     else:
         spec_dict = loaded.data_meta.get("spec")
@@ -246,7 +278,7 @@ def _run_text(args: argparse.Namespace, model: Any) -> int:
             "decoder means (use --temperature 0 for greedy decoding)"
         )
     n = DEFAULT_N_TEXT if args.n is None else args.n
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = sample_settings(model, args.set)
     if args.temperature is not None:
         kwargs["temperature"] = args.temperature
     if args.top_p is not None:

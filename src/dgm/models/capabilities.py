@@ -19,6 +19,8 @@ that does not declare it is never asked.
 - :class:`TextModel`: token sequences, and the tokenizer that turns them into text and back;
 - :class:`LatentDiagnostics`: the collapse diagnostics of a latent code (KL, I(x; z), active
   units);
+- :class:`IterativeSampler`: draws made by a sampler in a number of steps, both chosen per
+  call (diffusion models);
 - :class:`AggressiveInference`: extra encoder-only updates before each step while the code's
   mutual information still rises (He et al. 2019).
 """
@@ -255,6 +257,39 @@ class LatentDiagnostics(ABC):
         """``{"kl", "mi", "active_units"}`` over the examples ``x`` ``[N, *event_shape]``."""
 
 
+class IterativeSampler:
+    """A model whose draws are made by one of several samplers in a number of steps (a
+    diffusion model's ancestral or DDIM steps, an ODE solver's): ``sample(n, steps=...,
+    sampler=...)``, both defaulting to the model's config. ``sample_options`` names the config
+    fields a call may override (``dgm sample --set steps=50``); :meth:`sample_settings` checks
+    them as the config does."""
+
+    sample_options: ClassVar[tuple[str, ...]] = ("steps", "sampler")
+
+    def sample_settings(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` (strings from the command line, or Python values) checked and typed by
+        the model's config: ``{name: value}`` for ``sample``. Unknown names, and values the
+        config would refuse, raise a ConfigError that names the valid ones."""
+        from dgm import config as cfg_
+
+        unknown = sorted(set(values) - set(self.sample_options))
+        if unknown:
+            raise ConfigError(
+                f"{self.name} takes no sampling option {unknown[0]!r}; sampling options: "  # type: ignore[attr-defined]
+                f"{', '.join(self.sample_options)}"
+            )
+        c: Any = self.config  # type: ignore[attr-defined]
+        built = cfg_.build(type(c), {**cfg_.to_dict(c), **values}, what=f"{self.name} sampling")  # type: ignore[attr-defined]
+        return {k: getattr(built, k) for k in values}
+
+    def describe_sampling(self, settings: dict[str, Any]) -> str:
+        """The sampler and steps a call with ``settings`` uses, in words ("ddim, 50 steps")."""
+        c: Any = self.config  # type: ignore[attr-defined]
+        sampler = settings.get("sampler", c.sampler)
+        steps = settings.get("steps", c.steps)
+        return f"{sampler}, {steps} step{'s' if steps != 1 else ''}"
+
+
 class AggressiveInference(LatentDiagnostics):
     """The aggressive training of the inference network (He et al. 2019, "Lagging inference
     networks and posterior collapse in variational autoencoders"), run by the trainer: while
@@ -290,6 +325,7 @@ __all__ = [
     "DecoderMean",
     "EvidenceBound",
     "ImplicitGenerator",
+    "IterativeSampler",
     "LabelConditional",
     "LatentDiagnostics",
     "Player",
