@@ -185,8 +185,10 @@ def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
     assert code == 0, err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1]
-    # a few importance samples where log p(x) is estimated (the default 5000 is a benchmark)
-    code, out, err = run_cli("eval", run, "--json", "--num-samples", "8")
+    # a few importance samples where log p(x) is estimated (the default 5000 is a benchmark);
+    # two averaged draws where each is an ODE solve (diffusion)
+    k = "2" if registry.get(name).cls.averaged_samples else "8"
+    code, out, err = run_cli("eval", run, "--json", "--num-samples", k)
     assert code == 0, err
     res = json.loads(out)
     assert res["model"] == name and res["n"] == 447

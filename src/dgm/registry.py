@@ -31,6 +31,7 @@ FAMILIES = (
     "dgm.models.gan",
     "dgm.models.hybrid",
     "dgm.models.text",
+    "dgm.models.diffusion",
 )
 
 
