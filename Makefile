@@ -12,7 +12,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(BIN)/dgm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,molecules]"
 	@touch $@
 
 setup: $(BIN)/dgm

@@ -34,7 +34,7 @@ def train(
     import time
 
     from dgm.data import DATASETS, Dataset, load_dataset
-    from dgm.data.text import pop_text_options
+    from dgm.data.text import pop_text_options, text_options
     from dgm.pipeline import train as run
     from dgm.registry import get
     from dgm.training.config import split_options
@@ -42,8 +42,13 @@ def train(
     cls = get(model).cls
     options = dict(options)
     text = pop_text_options(options)  # tokenizer, vocab_size, ...: how text data is read
+    text = {**text_options(cls.data_defaults), **text}  # mol-vae's properties, unless given
     model_opts, train_opts = split_options(cls, options)
-    dataset = data if isinstance(data, Dataset) else load_dataset(str(data), data_dir, **text)
+    dataset = (
+        data
+        if isinstance(data, Dataset)
+        else load_dataset(str(data), data_dir, **text, molecules=cls.molecules)
+    )
     if out is None:
         out = (
             Path("runs")

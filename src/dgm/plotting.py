@@ -7,6 +7,8 @@ early spike cannot flatten (:func:`curve_panels`, :func:`y_view`)."""
 
 from __future__ import annotations
 
+import importlib
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -424,3 +426,92 @@ def save_score_histograms(
     fig.suptitle(f"{in_name} (in) vs {out_name} (out)")
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", bbox_inches="tight")
+
+
+def property_histograms(
+    gen_values: dict[str, np.ndarray],
+    ref_values: dict[str, np.ndarray],
+    path: str | Path,
+    title: str = "generated vs reference molecules",
+    distances: dict[str, float | None] | None = None,
+    gen_name: str = "generated",
+    ref_name: str = "reference",
+) -> None:
+    """Molecular properties (logP, QED, SA, MW: :mod:`dgm.data.chem`) of generated and
+    reference molecules: one panel per property in both dicts, overlaid density-normalised
+    histograms on shared bins, the 1-D Wasserstein distance in each panel's title (MOSES's
+    property metric; taken from ``distances`` when given, else computed here). Bins span the
+    0.5-99.5 percentiles of both sets; values beyond fall into the edge bins."""
+    from scipy.stats import wasserstein_distance
+
+    from dgm.data.chem import PROPERTIES
+
+    names = [k for k in gen_values if k in ref_values]
+    if not names:
+        raise ValueError("no property present in both sets to plot")
+    cols = min(len(names), 4)
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), dpi=100, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, name in zip(axes, names):
+        g = np.asarray(gen_values[name], dtype=np.float64).reshape(-1)
+        r = np.asarray(ref_values[name], dtype=np.float64).reshape(-1)
+        g, r = g[np.isfinite(g)], r[np.isfinite(r)]
+        both = np.concatenate([g, r])
+        lo, hi = np.percentile(both, [0.5, 99.5]) if both.size else (-1.0, 1.0)
+        if hi <= lo:  # one value: a window around it
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = np.linspace(lo, hi, 41)
+        for v, label in ((r, ref_name), (g, gen_name)):
+            if v.size:  # clipping keeps the tails visible in the edge bins
+                ax.hist(np.clip(v, lo, hi), bins=bins, density=True, alpha=0.55,
+                        label=f"{label} (n={v.size})")  # fmt: skip
+        w1 = (distances or {}).get(name)
+        if w1 is None and g.size and r.size:
+            w1 = float(wasserstein_distance(r, g))
+        ax.set_title(name if w1 is None else f"{name} (W1 {w1:.3g})")
+        ax.set_xlabel(PROPERTIES[name][1] if name in PROPERTIES else name, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    for ax in axes[::cols]:
+        ax.set_ylabel("density")
+    if title:
+        fig.suptitle(title)
+    _write_figure(fig, path)
+
+
+def save_molecules(
+    smiles: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    legends: Sequence[str] | None = None,
+    per_row: int = 8,
+    limit: int = 64,
+) -> None:
+    """The molecules of ``smiles`` drawn by RDKit in a grid (at most ``limit``, ``per_row`` a
+    row), each captioned by its legend (default: its SMILES, shortened), the title above."""
+    from PIL import ImageDraw
+
+    from dgm.data import chem
+
+    draw = importlib.import_module("rdkit.Chem.Draw")
+    shown = list(smiles)[:limit]
+    mols = [chem.mol(s) for s in shown]
+    names = (
+        list(legends)[:limit]
+        if legends is not None
+        else [s if len(s) <= 28 else s[:25] + "..." for s in shown]
+    )
+    grid = draw.MolsToGridImage(
+        mols, molsPerRow=min(per_row, max(len(mols), 1)), subImgSize=(200, 200), legends=names
+    )
+    img = grid if isinstance(grid, Image.Image) else Image.open(io.BytesIO(grid.data))
+    if title:
+        canvas = Image.new("RGB", (img.width, img.height + 28), "white")
+        canvas.paste(img, (0, 28))
+        ImageDraw.Draw(canvas).text((8, 8), title, fill="black")
+        img = canvas
+    with atomic_write(Path(path), "wb") as f:
+        img.save(f, format="PNG")

@@ -32,6 +32,7 @@ FAMILIES = (
     "dgm.models.hybrid",
     "dgm.models.text",
     "dgm.models.diffusion",
+    "dgm.models.molecules",
 )
 
 

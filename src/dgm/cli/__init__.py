@@ -17,7 +17,7 @@ import sys
 from types import ModuleType
 
 from dgm import progress
-from dgm.cli import detect, eval, interpolate, list, ood, reconstruct, sample, train
+from dgm.cli import detect, eval, interpolate, list, ood, optimize, reconstruct, sample, train
 from dgm.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser, err
 from dgm.errors import DgmError, Interrupted, command_line
 
@@ -32,6 +32,7 @@ COMMANDS: dict[str, ModuleType] = {
     "reconstruct": reconstruct,
     "interpolate": interpolate,
     "detect": detect,
+    "optimize": optimize,
     "ood": ood,
 }
 

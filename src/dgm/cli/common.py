@@ -157,6 +157,8 @@ def run_text_options(folder: RunFolder, config: dict[str, Any] | None) -> dict[s
     return {
         "tokenizer": TextTokenizer.load(folder.tokenizer_file),
         **({"max_len": int(shape[0])} if len(shape) == 1 else {}),
+        # molecules: the properties the run read (its head's targets), in the same order
+        **({"properties": list(spec["properties"])} if spec.get("properties") else {}),
     }
 
 

@@ -35,8 +35,9 @@ def add_parser(sub: Any) -> None:
         "--metrics",
         default=None,
         metavar="LIST",
-        help="comma-separated: nll, fd, precision, recall, classes, modes, accuracy, ais "
-        "(default: nll; for GANs fd,precision,recall, or modes on the Gaussian-mixture toys)",
+        help="comma-separated: nll, fd, precision, recall, classes, modes, accuracy, ais, "
+        "molecules, reconstruction (default: nll; for GANs fd,precision,recall, or modes on the "
+        "Gaussian-mixture toys; for molecules nll,molecules and a VAE's reconstruction)",
     )
     e.add_argument(
         "--features",
@@ -71,12 +72,44 @@ def add_parser(sub: Any) -> None:
     )
 
 
+MOLECULE_METRICS = ("molecules", "reconstruction")
+MOLECULE_SAMPLES = 1000  # samples of a molecule model scored by default (--num-generated)
+
+
+def model_reads_molecules(model: Any) -> bool:
+    from dgm.cli.molecules import is_molecule_model
+
+    return is_molecule_model(model)
+
+
+def _molecules(args: argparse.Namespace, model: Any, dataset: Any, metrics: list[str], x: Any):
+    """The MOSES metrics of the model's samples and a VAE's reconstruction accuracy."""
+    from dgm.evaluation.molecules import evaluate_molecules, reconstruction_accuracy
+
+    out: dict[str, Any] = {}
+    mols = dataset.molecules
+    if "molecules" in metrics:
+        n = args.num_generated or MOLECULE_SAMPLES
+        scores = evaluate_molecules(model, mols.train, mols.test, n, args.seed)
+        out.update({k: v for k, v in scores.metrics.items() if k not in ("n", "notes")})
+        out["generated"] = scores.metrics["n"]
+        out["molecule_notes"] = scores.metrics.get("notes", [])
+    if "reconstruction" in metrics:
+        out.update(reconstruction_accuracy(model, x))
+    return out
+
+
 def _metrics(arg: str | None, model: Any, dataset: Any) -> list[str]:
     """The metrics to compute: ``--metrics``, or what suits the model."""
     from dgm.evaluation.sample_quality import QUALITY_METRICS, default_quality_metrics
-    from dgm.models.capabilities import ImplicitGenerator
+    from dgm.models.capabilities import Autoencoder, ImplicitGenerator
 
+    molecules = dataset.spec.is_molecules and model_reads_molecules(model)
     if arg is None:
+        if molecules:  # the likelihood, the MOSES metrics, and a VAE's reconstructions
+            return ["nll", "molecules"] + (
+                ["reconstruction"] if isinstance(model, Autoencoder) else []
+            )
         if model.has_likelihood:
             return ["nll"]
         chosen = list(default_quality_metrics(dataset))
@@ -87,10 +120,14 @@ def _metrics(arg: str | None, model: Any, dataset: Any) -> list[str]:
             )
         return chosen
     chosen = [m.strip() for m in arg.split(",") if m.strip()]
-    known = ("nll", "ais", *QUALITY_METRICS)
+    known = ("nll", "ais", *QUALITY_METRICS, *MOLECULE_METRICS)
     for m in chosen:
         if m not in known:
             raise ConfigError(f"unknown metric {m!r}; use {', '.join(known)}")
+        if m in MOLECULE_METRICS and not molecules:
+            raise ConfigError(f"--metrics {m} is for models of molecules; {model.name} is not one")
+    if "reconstruction" in chosen and not isinstance(model, Autoencoder):
+        raise ConfigError(f"--metrics reconstruction needs an encoder; {model.name} has none")
     if "nll" in chosen and not model.has_likelihood:
         raise ConfigError(
             f"{model.name} has no likelihood; use --metrics ais (an annealed importance sampling "
@@ -185,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
         out.update(_nll(args, model, x, name))
     if "ais" in metrics:
         out.update(_ais(args, model, dataset, x))
+    if any(m in MOLECULE_METRICS for m in metrics):
+        out.update(_molecules(args, model, dataset, metrics, x))
     quality = [m for m in metrics if m in QUALITY_METRICS]
     if quality:
         if args.num_generated is not None and args.num_generated < 2:
@@ -218,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(out, model.name, name, args.split)
     return common.EXIT_OK
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
@@ -266,5 +309,28 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
         c = out["classes"]
         missing = f" (missing: {', '.join(c['missing'])})" if c.get("missing") else ""
         print(f"  classes covered {c['classes_covered']} / {c['classes_total']}{missing}")
+    if "validity" in out:
+        uniq = ", ".join(
+            f"{k} {out[k]:.4f}" for k in out if k.startswith("unique@") and out[k] is not None
+        )
+        print(
+            f"  molecules ({out['generated']} samples): validity {out['validity']:.4f}, {uniq}, "
+            f"novelty {_num(out.get('novelty'))}"
+        )
+        print(
+            "  vs test: "
+            + ", ".join(
+                f"{k} {_num(out.get(k))}"
+                for k in ("snn", "frag", "scaf", "intdiv1", "intdiv2", "logp_w1", "qed_w1",
+                          "sa_w1", "mw_w1")
+            )
+        )  # fmt: skip
+        for note in out.get("molecule_notes", []):
+            print(f"  note: {note}")
+    if "reconstruction" in out:
+        print(
+            f"  reconstruction accuracy {out['reconstruction']:.4f} (posterior mean, greedy "
+            f"decode, {out['reconstruction_n']} molecules)"
+        )
     if "features" in out:
         print(f"  features: {out['features']}")

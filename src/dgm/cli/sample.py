@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgm.cli import common
+from dgm.cli import molecules as molio
 from dgm.cli import text as textio
 from dgm.errors import ConfigError
 
@@ -199,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p:g}")
     if args.out is not None:  # before the model loads: nothing drawn for nothing
-        if Path(args.out).suffix.lower() not in (".png", *ARRAYS, TEXT):
+        if Path(args.out).suffix.lower() not in (".png", *ARRAYS, TEXT, ".smi"):
             raise ConfigError(
                 f"--out {args.out}: use a .png (picture), .npy, .npz or .csv (array) file name, "
                 "or .txt for the sentences of a text model"
@@ -207,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    if molio.is_molecule_model(model):
+        return _run_molecules(args, model)
     if textio.is_text_model(model):
         return _run_text(args, model)
     if args.out is not None and Path(args.out).suffix.lower() == TEXT:
@@ -259,6 +262,32 @@ def run(args: argparse.Namespace) -> int:
         data = _data_for_view(loaded) if tuple(spec.shape) == (2,) else None
         save_samples(x, spec, out, title=f"{model.name}: {what}", data=data)
     print(f"wrote {args.n} {what} to {out}")
+    return common.EXIT_OK
+
+
+def _run_molecules(args: argparse.Namespace, model: Any) -> int:
+    """Molecules: SMILES printed one a line, or ``--out FILE.smi``, or drawn by RDKit with
+    ``--out FILE.png`` (the valid ones, in a grid)."""
+    import torch
+
+    if args.out is not None:
+        molio.check_out(args.out)
+    if args.label is not None or args.mode == "mean":
+        flag = "--label" if args.label is not None else "--mode mean"
+        raise ConfigError(f"{model.name} draws molecules token by token; drop {flag}")
+    n = DEFAULT_N if args.n is None else args.n
+    kwargs: dict[str, Any] = sample_settings(model, args.set)
+    if args.temperature is not None:
+        kwargs["temperature"] = args.temperature
+    if args.top_p is not None:
+        kwargs["top_p"] = args.top_p
+    torch.manual_seed(args.seed)
+    strings = molio.smiles(model, model.sample(n, **kwargs))
+    if args.out is None:
+        print("\n".join(strings))
+        return common.EXIT_OK
+    said = molio.write(strings, Path(args.out), title=f"{model.name}: samples")
+    print(f"{said} to {args.out}")
     return common.EXIT_OK
 
 

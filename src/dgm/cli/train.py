@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from dgm import registry
     from dgm.config import build, parse_set
     from dgm.data import load_dataset, summary_line
-    from dgm.data.text import TEXT_OPTIONS, pop_text_options
+    from dgm.data.text import TEXT_OPTIONS, pop_text_options, text_options
     from dgm.pipeline import train
     from dgm.runs import RunFolder
     from dgm.training.config import TrainConfig, split_options
@@ -290,10 +290,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:  # a resumed run's saved settings already hold its family's defaults
         train_opts = {**entry.cls.train_defaults, **train_opts}
     cfg = build(TrainConfig, train_opts, "training")  # bad options fail before data loads
+    if not args.resume:  # the family's data options (mol-vae's properties) under the user's
+        text_opts = {**text_options(entry.cls.data_defaults), **text_opts}
     with warnings.catch_warnings():  # the loader's warnings are shown below, once, as notes
         warnings.simplefilter("ignore")
         reread = common.run_text_options(RunFolder(run), saved) if args.resume else {}
-        dataset = load_dataset(str(data), data_dir, **{**level_opts, **text_opts, **reread})
+        dataset = load_dataset(
+            str(data), data_dir, **{**level_opts, **text_opts, **reread},
+            molecules=entry.cls.molecules,
+        )  # fmt: skip
     for note in dataset.notes:
         common.err(f"note: {note}")
     common.err(summary_line(dataset))

@@ -18,6 +18,7 @@ from torch import Tensor
 from dgm.errors import DataError
 
 if TYPE_CHECKING:
+    from dgm.data.molecules import Molecules
     from dgm.data.text import TextTokenizer
 
 
@@ -34,8 +35,16 @@ class DataSpec:
     binarize: bool = False  # True: training data are probabilities, binarized at every use
     class_names: tuple[str, ...] | None = None  # the name of each label 0..num_classes-1
     tokenizer: str | None = None  # text: the tokenizer's kind (word | char | bpe); else None
+    # molecules (tokenizer smiles | selfies): the properties y holds ([N, P] float32) and their
+    # training-split means and standard deviations (a property head predicts them standardised)
+    properties: tuple[str, ...] | None = None
+    property_mean: tuple[float, ...] | None = None
+    property_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        for key in ("properties", "property_mean", "property_std"):  # JSON gives lists back
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.class_names is None:
             return
         names = tuple(str(n) for n in self.class_names)  # JSON gives a list back
@@ -92,6 +101,11 @@ class DataSpec:
         """Token sequences: ``shape`` is ``(max_len,)`` and ``levels`` the vocabulary size."""
         return self.tokenizer is not None
 
+    @property
+    def is_molecules(self) -> bool:
+        """Molecules: text whose tokens are SMILES tokens or SELFIES symbols."""
+        return self.tokenizer in ("smiles", "selfies")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         if d["class_names"] is not None:
@@ -109,7 +123,8 @@ class DataSpec:
 
 @dataclass
 class Split:
-    """One split: ``x`` is ``[N, *shape]`` float32, ``y`` is ``[N]`` int64 or None."""
+    """One split: ``x`` is ``[N, *shape]`` float32; ``y`` is ``[N]`` int64 labels, ``[N, P]``
+    float32 properties of molecules (``DataSpec.properties``), or None."""
 
     x: Tensor
     y: Tensor | None = None
@@ -134,6 +149,7 @@ class Dataset:
     kind: str = ""  # what user data was read from ("folder of images", ...), for the summary
     levels_note: str = ""  # how the levels were found ("uint8 0..255", "set by --data-levels")
     tokenizer: TextTokenizer | None = None  # text: what encodes and decodes the token ids
+    molecules: Molecules | None = None  # molecules: each split's SMILES, as read
 
     def split(self, name: str) -> Split:
         aliases = {
@@ -206,6 +222,14 @@ def summary_line(ds: Dataset) -> str:
     spec = ds.spec
     where = ", ".join(s for s in (ds.kind, ds.source if ds.source != spec.name else "") if s)
     sizes = [len(ds.train), len(ds.val), len(ds.test)]
+    if spec.is_molecules:
+        props = f", properties {', '.join(spec.properties)}" if spec.properties else ""
+        return (
+            f"data: {spec.name}{f' ({where})' if where else ''}: {sum(sizes)} molecules as "
+            f"{spec.tokenizer.upper()} tokens, vocabulary {spec.levels}, max length "
+            f"{spec.shape[0]} tokens (end token included){props}, split "
+            f"{'/'.join(map(str, sizes))}"
+        )
     if spec.is_text:
         # real tokens (end tokens included): padding is 0, every other id is a token
         tokens = sum(int((s.x != 0).sum()) for s in (ds.train, ds.val, ds.test))

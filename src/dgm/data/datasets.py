@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ USER_FORMATS = (
     "of .txt files)"
 )
 TEXT_DATASETS = ("ptb", "tinyshakespeare")  # named text datasets: their loaders take text options
+MOLECULE_DATASETS = ("qm9", "zinc250k", "moses")  # named molecule datasets (dgm.data.molecules)
 USER_TEXT_MAX_LEN = 128  # user text: max_len is the longest line's tokens + 1, at most this
 SHAKESPEARE_MAX_LEN = 256  # tinyshakespeare's chunks: 255 tokens + the end token
 # the subfolder of the data folder that holds each named dataset's files
@@ -58,6 +59,9 @@ FOLDERS = {
     "omniglot": "omniglot",
     "ptb": "ptb",
     "tinyshakespeare": "tinyshakespeare",
+    "qm9": "qm9",
+    "zinc250k": "zinc250k",
+    "moses": "moses",
 }
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (  # Xiao et al. (2017), the labels 0..9
@@ -590,6 +594,19 @@ def _load_tinyshakespeare(
     )
 
 
+def _load_molecules(name: str, root: Path, **options: Any) -> Dataset:
+    from dgm.data import molecules
+
+    loader, files = {
+        "qm9": (molecules.load_qm9, ("qm9_smiles_props.csv.gz",)),
+        "zinc250k": (molecules.load_zinc250k, ("train.csv.gz", "valid.csv.gz", "test.csv.gz")),
+        "moses": (molecules.load_moses, ("train.csv.gz", "test.csv.gz")),
+    }[name]
+    for file in files:  # a missing file: the one line that names every place to put it
+        _find(root, name, FOLDERS[name], file)
+    return loader(root / FOLDERS[name], SPLIT_SEED, **options)
+
+
 Loader = Callable[..., Dataset]
 
 DATASETS: dict[str, tuple[str, Loader]] = {
@@ -623,6 +640,18 @@ DATASETS: dict[str, tuple[str, Loader]] = {
     "tinyshakespeare": (
         "tiny-shakespeare, character level, contiguous 90/5/5 in chunks of 256 (tinyshakespeare/)",
         _load_tinyshakespeare,
+    ),
+    "qm9": (
+        "QM9 molecules (SMILES, up to 9 heavy atoms), 12 properties, seeded 80/10/10 (qm9/)",
+        partial(_load_molecules, "qm9"),
+    ),
+    "zinc250k": (
+        "ZINC-250k drug-like molecules (SMILES), 220011/24445/5000 as JT-VAE (zinc250k/)",
+        partial(_load_molecules, "zinc250k"),
+    ),
+    "moses": (
+        "MOSES benchmark molecules (SMILES), train/test, 10k of train validate (moses/)",
+        partial(_load_molecules, "moses"),
     ),
     **{
         name: (desc, lambda root, name=name: load_toy(name)) for name, (desc, _) in SAMPLERS.items()
@@ -892,6 +921,17 @@ def _load_user_text(path: Path, text: dict[str, Any]) -> Dataset:
     )  # fmt: skip
 
 
+def _molecule_file(path: Path, asked: bool) -> bool:
+    """Whether user data at ``path`` is molecules: a ``.smi`` file, a ``.csv`` with a SMILES
+    column, or (``asked``, a molecule model's data) any ``.csv``, so that one without the
+    column is refused with the columns it has."""
+    from dgm.data.molecules import is_molecule_file
+
+    if asked and path.is_file() and path.suffix.lower() == ".csv":
+        return True
+    return is_molecule_file(path)
+
+
 def _is_text(path: Path, requested: bool) -> bool:
     """Whether user data at ``path`` is text: a ``.txt`` file, a folder asked to be read as text
     (a ``tokenizer`` or other text option given), or a folder that holds only ``.txt`` files."""
@@ -962,6 +1002,10 @@ def _validate(ds: Dataset) -> None:
         else:
             check_values(split.x, strict, what)
         if split.y is None:
+            continue
+        if spec.properties is not None:  # molecules: [N, P] properties, not labels
+            if split.y.shape != (len(split), len(spec.properties)):
+                raise DataError(f"{what}: properties of shape {tuple(split.y.shape)}")
             continue
         if split.y.shape != (len(split),):
             raise DataError(f"{what}: {tuple(split.y.shape)} labels for {len(split)} examples")
@@ -1041,6 +1085,23 @@ def _text_option_names(given: dict[str, Any]) -> str:
     return ", ".join(option(f"--set {k}", k) for k in given)
 
 
+def _molecule_options(name: str, text: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The options a molecule loader takes; text options that do not apply are refused."""
+    wrong = [k for k in ("tokenizer", "vocab_size", "min_count") if k in given]
+    if wrong:
+        raise DataError(
+            f"{_text_option_names({k: 1 for k in wrong})}: {name} is molecules, whose tokens "
+            "are SMILES tokens or SELFIES symbols: use --set representation=smiles|selfies"
+        )
+    tok = text["tokenizer"]
+    return {
+        "representation": text["representation"],
+        "tokenizer": tok if isinstance(tok, TextTokenizer) else None,
+        "max_len": text["max_len"],
+        "properties": text["properties"],
+    }
+
+
 def load_dataset(
     name_or_path: str | Path,
     data_dir: str | Path | None = None,
@@ -1051,6 +1112,9 @@ def load_dataset(
     vocab_size: int | None = None,
     min_count: int | None = None,
     max_len: int | None = None,
+    representation: str | None = None,
+    properties: str | Sequence[str] | None = None,
+    molecules: bool = False,
 ) -> Dataset:
     """Load a named dataset (see :data:`DATASETS`) or user data from a path.
 
@@ -1068,22 +1132,52 @@ def load_dataset(
     ``vocab_size`` and ``min_count`` (for the tokenizer learnt on the training split) and
     ``max_len`` (tokens per example, the end token included). A run's tokenizer is ignored
     by data that is not text; the other text options are refused there.
+
+    Molecules (``qm9``, ``zinc250k``, ``moses``, a ``.smi`` file or a ``.csv`` with a SMILES
+    column; :mod:`dgm.data.molecules`) take ``representation`` (smiles | selfies),
+    ``max_len`` and ``properties`` (names, read into ``y``). ``molecules=True``: the caller
+    models molecules, so data that is not molecules is refused with what was found.
     """
     name = str(name_or_path)
     reuse = isinstance(tokenizer, TextTokenizer)
     given = text_options(
         {"tokenizer": None if reuse else tokenizer, "vocab_size": vocab_size,
-         "min_count": min_count, "max_len": max_len}
+         "min_count": min_count, "max_len": max_len, "representation": representation,
+         "properties": properties}
     )  # fmt: skip
     text: dict[str, Any] = {
         "tokenizer": tokenizer if reuse else given.get("tokenizer"),
         "vocab_size": given.get("vocab_size"),
         "min_count": given.get("min_count"),
         "max_len": given.get("max_len"),
+        "representation": given.get("representation"),
+        "properties": given.get("properties"),
     }
     path = Path(name).expanduser()
-    is_text = name in TEXT_DATASETS or (
-        name not in DATASETS and path.exists() and _is_text(path, bool(given) and not reuse)
+    user = name not in DATASETS and path.exists()
+    is_molecules = name in MOLECULE_DATASETS or (user and _molecule_file(path, molecules))
+    if molecules and not is_molecules:
+        what = "a folder" if path.is_dir() else f"a {path.suffix or 'file'} file"
+        raise DataError(
+            f"{name} is not molecules ({what if user else 'a dataset of other data'}); "
+            f"molecules are {', '.join(MOLECULE_DATASETS)}, a .smi file (one SMILES a line) "
+            "or a .csv with a SMILES column"
+        )
+    if not is_molecules:
+        mol_given = [k for k in ("representation", "properties") if k in given]
+        if mol_given and (name in DATASETS or path.exists()):
+            raise DataError(
+                f"{_text_option_names({k: 1 for k in mol_given})}: molecule options, but {name} "
+                f"is not molecules ({', '.join(MOLECULE_DATASETS)}, a .smi file or a .csv with a "
+                "SMILES column): drop them"
+            )
+        for key in ("representation", "properties"):
+            given.pop(key, None)
+            text.pop(key)
+    is_text = (
+        is_molecules
+        or name in TEXT_DATASETS
+        or (user and _is_text(path, bool(given) and not reuse))
     )
     if not is_text and given and not reuse and (name in DATASETS or path.exists()):
         raise DataError(
@@ -1095,7 +1189,15 @@ def load_dataset(
         raise DataError(
             f"{flag} does not apply to text ({name}): its levels are its vocabulary; drop it"
         )
-    if name in DATASETS:
+    if is_molecules:
+        options = _molecule_options(name, text, given)
+        if name in DATASETS:
+            ds = DATASETS[name][1](_locate(name, data_dir), **options)
+        else:
+            from dgm.data.molecules import load_user_molecules
+
+            ds = load_user_molecules(path, SPLIT_SEED, **options)
+    elif name in DATASETS:
         _, loader = DATASETS[name]
         root = _locate(name, data_dir)
         ds = loader(root, **text) if name in TEXT_DATASETS else loader(root)

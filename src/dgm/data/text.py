@@ -11,6 +11,10 @@ end. ``mask = x != PAD`` marks the real tokens (the end token included) and
   :data:`UNK`. Decoding joins words with one space.
 - ``char``: every character is a token, spaces and newlines included; decoding joins them with
   nothing between, so text whose characters were all seen comes back exactly.
+- ``smiles`` and ``selfies`` (molecules, :mod:`dgm.data.molecules`): a SMILES token (Schwaller
+  et al. 2019's regex: ``Cl``, ``[nH]``, ``[C@@H]``, ``%10`` whole) or a SELFIES symbol
+  (``[=Branch1]``) is a token; the vocabulary is every token of the training split; decoding
+  joins them with nothing between.
 - ``bpe``: byte-pair encoding (HF ``BPE``) learnt on the training split, over characters (an
   unseen character is :data:`UNK`); whitespace stays attached to the word after it, so decoding
   (concatenation) gives the text back exactly when its characters were seen.
@@ -37,9 +41,13 @@ from dgm.errors import CheckpointError, ConfigError, DataError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
-TOKENIZERS = ("word", "char", "bpe")
-# the data options of text, as --set and the YAML config take them (kept in a run's config.json)
-TEXT_OPTIONS = ("tokenizer", "vocab_size", "min_count", "max_len")
+TOKENIZERS = ("word", "char", "bpe")  # the kinds of text data (the tokenizer option)
+MOLECULE_KINDS = ("smiles", "selfies")  # molecules: the representation option's tokenizers
+KINDS = TOKENIZERS + MOLECULE_KINDS
+# the data options of text, as --set and the YAML config take them (kept in a run's config.json);
+# molecules (dgm.data.molecules) add their representation and the properties read as targets
+TEXT_OPTIONS = ("tokenizer", "vocab_size", "min_count", "max_len", "representation", "properties")
+MOLECULE_OPTIONS = ("representation", "properties")
 BPE_VOCAB = 1000  # a BPE vocabulary's size when no vocab_size is given
 FORMAT = 1  # of the JSON this module writes
 
@@ -50,6 +58,14 @@ _WORDS = re.compile(f"[^{_WHITESPACE}]+")
 # BPE's pre-tokens: a word with the whitespace before it, or trailing whitespace (exact: every
 # character of the text is in exactly one pre-token)
 _BPE_SPLIT = r"\s*\S+|\s+"
+# SMILES tokens (dgm.data.chem.SMILES_REGEX, repeated here: this module needs no chemistry),
+# or SELFIES symbols: a bracketed symbol, or the dot between fragments
+_SMILES_TOKENS = (
+    r"\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$"
+    r"|%[0-9]{2}|[0-9]"
+)
+_SELFIES_TOKENS = r"\[[^\]]*\]|\."
+_MOLECULE_SPLIT = {"smiles": _SMILES_TOKENS, "selfies": _SELFIES_TOKENS}
 
 
 def _hf() -> Any:
@@ -67,6 +83,11 @@ def check_kind(kind: str) -> str:
 
 def _counts(kind: str, lines: Iterable[str]) -> Counter[str]:
     counts: Counter[str] = Counter()
+    if kind in _MOLECULE_SPLIT:
+        pattern = re.compile(_MOLECULE_SPLIT[kind])
+        for line in lines:
+            counts.update(pattern.findall(line))
+        return counts
     for line in lines:
         counts.update(_WORDS.findall(line) if kind == "word" else line)
     return counts
@@ -95,7 +116,9 @@ class TextTokenizer:
     ``tokenizers.Tokenizer``; saved and loaded as JSON)."""
 
     def __init__(self, kind: str, hf: Any) -> None:
-        self.kind = check_kind(kind)
+        if kind not in KINDS:
+            raise ConfigError(f"unknown tokenizer {kind!r}; use one of {', '.join(KINDS)}")
+        self.kind = kind
         self._hf = hf
         self._itos = [hf.id_to_token(i) for i in range(hf.get_vocab_size(with_added_tokens=False))]
         if tuple(self._itos[: len(SPECIALS)]) != SPECIALS or None in self._itos:
@@ -117,7 +140,8 @@ class TextTokenizer:
         it (default :data:`BPE_VOCAB`). ``min_count``: fewer sightings make a word or character
         unknown, or a BPE merge not learnt.
         """
-        check_kind(kind)
+        if kind not in MOLECULE_KINDS:
+            check_kind(kind)
         check_vocab_size(vocab_size)
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise ConfigError(f"min_count must be a whole number >= 1, got {min_count!r}")
@@ -142,6 +166,11 @@ class TextTokenizer:
             if kind == "word":
                 tok = hf.Tokenizer(hf.models.WordLevel(vocab=vocab, unk_token=SPECIALS[UNK]))
                 tok.pre_tokenizer = hf.pre_tokenizers.WhitespaceSplit()
+            elif kind in _MOLECULE_SPLIT:  # each token whole; text between tokens is unknown
+                tok = hf.Tokenizer(hf.models.WordLevel(vocab=vocab, unk_token=SPECIALS[UNK]))
+                tok.pre_tokenizer = hf.pre_tokenizers.Split(
+                    hf.Regex(_MOLECULE_SPLIT[kind]), behavior="isolated"
+                )
             else:  # a BPE without merges maps each character to its id, newlines included
                 tok = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=[], unk_token=SPECIALS[UNK]))
         if kind != "word":
@@ -224,7 +253,7 @@ class TextTokenizer:
                 f"{what} has format {d['format']}, newer than this dgm reads ({FORMAT}); "
                 "upgrade dgm"
             )
-        if d["kind"] not in TOKENIZERS:
+        if d["kind"] not in KINDS:
             raise CheckpointError(f"{what}: unknown tokenizer kind {d['kind']!r}")
         try:
             hf = _hf().Tokenizer.from_str(json.dumps(d["tokenizer"]))
@@ -325,10 +354,27 @@ def _whole(key: str, value: Any) -> int:
     return value
 
 
+def property_list(value: Any) -> tuple[str, ...]:
+    """Molecule properties as the ``properties`` option gives them: ``"logp,qed"``,
+    ``["logp", "qed"]`` or ``"none"`` -> a tuple of names (``()`` for none)."""
+    if isinstance(value, str):
+        items = [p.strip() for p in value.split(",") if p.strip()]
+    elif isinstance(value, list | tuple):
+        items = [str(p).strip() for p in value]
+    else:
+        raise ConfigError(f"properties must be names separated by commas, got {value!r}")
+    if items in (["none"], []):
+        return ()
+    if len(set(items)) != len(items):
+        raise ConfigError(f"properties names one property twice: {','.join(items)}")
+    return tuple(items)
+
+
 def text_options(values: Mapping[str, Any]) -> dict[str, Any]:
     """The text data options in ``values`` (``--set`` strings or YAML values), checked and typed:
-    ``tokenizer`` (word | char | bpe), ``vocab_size``, ``min_count``, ``max_len``; only those
-    given."""
+    ``tokenizer`` (word | char | bpe), ``vocab_size``, ``min_count``, ``max_len``, and for
+    molecules ``representation`` (smiles | selfies) and ``properties`` (a tuple of names); only
+    those given."""
     out: dict[str, Any] = {}
     for key in TEXT_OPTIONS:
         if values.get(key) is None:
@@ -336,6 +382,18 @@ def text_options(values: Mapping[str, Any]) -> dict[str, Any]:
         value = values[key]
         if key == "tokenizer":
             out[key] = check_kind(str(value).strip())
+            continue
+        if key == "representation":
+            rep = str(value).strip()
+            if rep not in MOLECULE_KINDS:
+                raise ConfigError(
+                    f"unknown molecule representation {rep!r}; use one of "
+                    f"{', '.join(MOLECULE_KINDS)}"
+                )
+            out[key] = rep
+            continue
+        if key == "properties":
+            out[key] = property_list(value)
             continue
         out[key] = _whole(key, value)
     if "vocab_size" in out:
@@ -357,6 +415,9 @@ def pop_text_options(values: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "BOS",
     "EOS",
+    "KINDS",
+    "MOLECULE_KINDS",
+    "MOLECULE_OPTIONS",
     "PAD",
     "SPECIALS",
     "TEXT_OPTIONS",
@@ -366,5 +427,6 @@ __all__ = [
     "attach_tokenizer",
     "pack",
     "pop_text_options",
+    "property_list",
     "text_options",
 ]

@@ -203,6 +203,12 @@ class GenerativeModel(nn.Module):
     # True for models of token sequences (dgm.models.text): they take text data only, and
     # every other model refuses text (check_spec)
     text: ClassVar[bool] = False
+    # models of molecules only (dgm.models.molecules): their data loads as molecules, and a
+    # dataset of anything else is refused with what molecules are
+    molecules: ClassVar[bool] = False
+    # data options the family reads unless the user gives them (mol-vae: the properties its
+    # head predicts); kept with the run's data like the user's own
+    data_defaults: ClassVar[dict[str, Any]] = {}
     # False for models without log_prob (GANs): evaluation reports sample quality instead
     has_likelihood: ClassVar[bool] = True
     # the validation metric (of ``metrics``, lower is better) that picks the best epoch, stops
@@ -288,6 +294,12 @@ class GenerativeModel(nn.Module):
             raise DataError(
                 f"{cls.name} models text; {spec.name} is {kind}: give it a text dataset (ptb, "
                 "tinyshakespeare) or a .txt file"
+            )
+        if spec.is_molecules and not cls.text:
+            raise DataError(
+                f"{cls.name} models arrays; {spec.name} is molecules (strings of "
+                f"{spec.tokenizer.upper()} tokens): use mol-vae, char-rnn or a text model "
+                "(lstm-lm, transformer-lm, text-vae)"
             )
         if spec.is_text and not cls.text:
             raise DataError(

@@ -245,6 +245,27 @@ class TextModel:
         return x.to(self.device)  # type: ignore[attr-defined]
 
 
+class PropertyPredictor(ABC):
+    """A latent model trained jointly with a head that predicts properties of x from its code
+    z (the chemical VAE's joint model, Gomez-Bombarelli et al. 2018): a continuous space to
+    search for better properties (``dgm optimize``). Declared with :class:`Autoencoder`."""
+
+    @property
+    @abstractmethod
+    def property_names(self) -> tuple[str, ...]:
+        """What the head predicts, in order (``()``: this model has no head)."""
+
+    @property
+    @abstractmethod
+    def latent_dim(self) -> int:
+        """Dimensions of z."""
+
+    @abstractmethod
+    def predict_properties(self, z: Tensor) -> Tensor:
+        """The head's predictions ``[B, P]`` in the properties' own units, differentiable in
+        ``z [B, K]``."""
+
+
 class LatentDiagnostics(ABC):
     """A model with a continuous code z and an amortised posterior q(z|x) that can report the
     numbers of posterior collapse over a set of examples (the trainer logs them at every
@@ -329,6 +350,7 @@ __all__ = [
     "LabelConditional",
     "LatentDiagnostics",
     "Player",
+    "PropertyPredictor",
     "ReceptiveField",
     "Scheduled",
     "TextModel",

@@ -94,6 +94,19 @@ class SentenceEncoder(nn.Module):
         return torch.cat([out, last_real(hb, lengths)], dim=-1)
 
 
+class GRUEncoder(nn.Module):
+    """A GRU over the embedded tokens ``[B, T, E]``: its state at the end token, ``[B, H]``."""
+
+    def __init__(self, embed: int, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(embed, hidden, batch_first=True)
+        self.out_dim = hidden
+
+    def forward(self, e: Tensor, lengths: Tensor) -> Tensor:
+        h, _ = self.gru(e)
+        return last_real(h, lengths)
+
+
 def with_code(e: Tensor, z: Tensor) -> Tensor:
     """The decoder's inputs: each position's embedding ``[B, T, E]`` concatenated with the
     code ``z [B, K]``: ``[B, T, E + K]``."""
@@ -132,6 +145,71 @@ class LSTMDecoder(nn.Module):
         """One position: embeddings ``[B, 1, E]`` -> logits ``[B, V]`` and the new state."""
         h, state = self.lstm(with_code(e, z), state if state is not None else self.initial_state(z))
         return self.out(self.drop(h[:, 0])), state
+
+
+class GRUDecoder(nn.Module):
+    """p(x_t | x_<t, z) as the chemical VAE decodes (Gomez-Bombarelli et al. 2018): stacked GRUs
+    whose first hidden states are linear maps of z, reading [E[x_{t-1}]; z] at every step (z
+    at every step, teacher-forced), then dropout and a linear layer over the vocabulary."""
+
+    def __init__(
+        self, embed: int, latent: int, hidden: int, vocab: int, dropout: float, layers: int = 3
+    ) -> None:
+        super().__init__()
+        self.layers = layers
+        self.init = nn.Linear(latent, hidden * layers)
+        self.gru = nn.GRU(embed + latent, hidden, layers, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, vocab)
+
+    def initial_state(self, z: Tensor) -> Tensor:
+        h = torch.tanh(self.init(z))  # [B, L * H]
+        return h.view(z.shape[0], self.layers, -1).transpose(0, 1).contiguous()  # [L, B, H]
+
+    def features(self, e: Tensor, z: Tensor) -> Tensor:
+        """Input embeddings ``[B, T, E]`` and codes ``[B, K]`` -> ``[B, T, H]``; output t sees
+        inputs <= t."""
+        h, _ = self.gru(with_code(e, z), self.initial_state(z))
+        return self.drop(h)
+
+    def forward(self, e: Tensor, z: Tensor) -> Tensor:
+        """Logits ``[B, T, V]`` of every position."""
+        return self.out(self.features(e, z))
+
+    def step(self, e: Tensor, z: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One position: embeddings ``[B, 1, E]`` -> logits ``[B, V]`` and the new state."""
+        h, state = self.gru(with_code(e, z), state if state is not None else self.initial_state(z))
+        return self.out(self.drop(h[:, 0])), state
+
+
+class ConvEncoder(nn.Module):
+    """The chemical VAE's encoder: 1-D convolutions over the embedded string with its padding
+    (``[B, length, E]``: every row its full length, so a string's features never depend on the
+    batch it came in), flattened, then a dense layer: features ``[B, H]``."""
+
+    def __init__(
+        self,
+        embed: int,
+        length: int,
+        channels: tuple[int, ...],
+        kernels: tuple[int, ...],
+        hidden: int,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width, t = embed, length
+        for c, k in zip(channels, kernels):
+            k = min(k, t)  # short strings (QM9's 20-odd tokens) keep at least one position
+            layers += [nn.Conv1d(width, c, k), nn.Tanh()]
+            width, t = c, t - k + 1
+        self.convs = nn.Sequential(*layers)
+        self.length = length
+        self.dense = nn.Linear(width * t, hidden)
+        self.out_dim = hidden
+
+    def forward(self, e: Tensor, lengths: Tensor) -> Tensor:
+        h = self.convs(e.transpose(1, 2))  # [B, C, T']
+        return torch.tanh(self.dense(h.flatten(1)))
 
 
 class ResidualDilatedBlock(nn.Module):

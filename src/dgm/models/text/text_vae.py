@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +57,7 @@ from dgm.models.text.networks import (
     CNN_SCHEDULES,
     CNNSize,
     DilatedCNNDecoder,
+    GRUDecoder,
     LSTMDecoder,
     SentenceEncoder,
 )
@@ -170,26 +171,33 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
         super().__init__(config)
         c = config
         self.encoder_embedding = nn.Embedding(c.levels, c.embed)
-        self.encoder = SentenceEncoder(c.embed, c.hidden, c.bidirectional)
+        self.encoder = self.make_encoder(c)
         self.posterior = GaussianPosterior(self.encoder.out_dim, c.latent)
         self.prior: TextPrior = self._make_prior(c)
         self.decoder_embedding = nn.Embedding(c.levels, c.embed)
         self.drop = nn.Dropout(c.dropout)
-        self.decoder: LSTMDecoder | DilatedCNNDecoder
-        if c.decoder == "lstm":
-            self.decoder = LSTMDecoder(c.embed, c.latent, c.decoder_hidden, c.levels, c.dropout)
-        else:
-            self.decoder = DilatedCNNDecoder(
-                embed=c.embed,
-                latent=c.latent,
-                channels=c.channels,
-                vocab=c.levels,
-                schedule=c.cnn,
-                kernel_size=c.kernel_size,
-                dropout=c.dropout,
-            )
+        self.decoder = self.make_decoder(c)
         # optimiser steps done, for the KL annealing: the trainer's count (set_step)
         self._step = 0
+
+    def make_encoder(self, c: TextVAEConfig) -> nn.Module:
+        """Embeddings ``[B, T, E]`` and lengths ``[B]`` -> features ``[B, out_dim]``: an LSTM
+        (one direction or two). A subclass may build another."""
+        return SentenceEncoder(c.embed, c.hidden, c.bidirectional)
+
+    def make_decoder(self, c: TextVAEConfig) -> LSTMDecoder | DilatedCNNDecoder | GRUDecoder:
+        """The decoder ``c.decoder`` names (``features``, ``out`` and, recurrent, ``step``)."""
+        if c.decoder == "lstm":
+            return LSTMDecoder(c.embed, c.latent, c.decoder_hidden, c.levels, c.dropout)
+        return DilatedCNNDecoder(
+            embed=c.embed,
+            latent=c.latent,
+            channels=c.channels,
+            vocab=c.levels,
+            schedule=c.cnn,
+            kernel_size=c.kernel_size,
+            dropout=c.dropout,
+        )
 
     @staticmethod
     def _make_prior(c: TextVAEConfig) -> TextPrior:
@@ -318,6 +326,11 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
         return warmed_up(self.config.beta, self.config.warmup_steps, self._step)
 
     def _loss(self, batch: Batch, hold_encoder: bool) -> Tensor:
+        return self.vae_loss(batch, hold_encoder)[0]
+
+    def vae_loss(self, batch: Batch, hold_encoder: bool = False) -> tuple[Tensor, Tensor]:
+        """The training loss of :meth:`loss` and the codes ``z [B, K]`` it drew (a joint
+        model's other heads read them)."""
         x, _ = unpack(batch)
         x = self.trim(x)
         c = self.config
@@ -338,7 +351,7 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
             kl = (log_q - self.prior.log_prob(z)).mean()
         if c.free_bits > 0 and c.free_bits_per == "total":
             kl = kl.clamp_min(c.free_bits)
-        return -recon.mean() + self.kl_weight() * kl
+        return -recon.mean() + self.kl_weight() * kl, z
 
     def loss(self, batch: Batch) -> Tensor:
         """The negative ELBO (mean over the batch, one draw) with the KL weighted by
@@ -398,9 +411,9 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
     def decode_codes(self, z: Tensor, temperature: float, top_p: float = 1.0) -> Tensor:
         """Sentences ``[n, max_len]`` from codes ``z [n, K]``, token by token."""
         z = z.to(next(self.decoder.parameters()).dtype)
-        if isinstance(self.decoder, LSTMDecoder):
+        if isinstance(self.decoder, LSTMDecoder | GRUDecoder):  # recurrent: carry the state
             decoder = self.decoder
-            state: list[tuple[Tensor, Tensor] | None] = [None]
+            state: list[Any] = [None]
 
             def step(t: int, fed: Tensor) -> Tensor:
                 e = self.drop(self.decoder_embedding(fed[:, None]))
