@@ -88,6 +88,18 @@ TINY: dict[str, dict] = {
         "rtol": 1e-2,
         "atol": 1e-2,
     },
+    # molecule models: the contract suite gives them tiny_smiles_file's molecules
+    "mol-vae": {
+        "latent": 4,
+        "embed": 8,
+        "hidden": 8,
+        "decoder_hidden": 8,
+        "decoder_layers": 1,
+        "conv_channels": (4, 4),
+        "conv_kernels": (3, 3),
+        "property_hidden": 8,
+    },
+    "char-rnn": {"embed": 8, "hidden": 8, "layers": 1},
     # text models: the contract suite gives them tiny_text_file's sentences instead of digits
     "lstm-lm": {"embed": 8, "hidden": 8},
     "transformer-lm": {"dim": 8, "layers": 1, "heads": 2},
@@ -188,6 +200,23 @@ def tiny_text_file(path: Path, lines: int = 60, seed: int = 0) -> Path:
         words = torch.randint(len(TEXT_WORDS), (n,), generator=g).tolist()
         out.append(" ".join(TEXT_WORDS[w] for w in words))
     path.write_text("\n".join(out) + "\n")
+    return path
+
+
+SMILES_PARTS = ["C", "CC", "CCC", "c1ccccc1", "C1CC1", "N", "O", "C(=O)O", "C(Cl)", "C(C#N)", "OC"]
+
+
+def tiny_smiles_file(path: Path, lines: int = 60, seed: int = 0, extra: str = "") -> Path:
+    """A .smi file of ``lines`` small valid molecules (two or three parts of
+    :data:`SMILES_PARTS` joined: chains, rings, acids, nitriles), then ``extra`` lines as
+    written: molecule data for the contract suite and the molecule tests."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(lines):
+        k = int(torch.randint(2, 4, (1,), generator=g))
+        parts = torch.randint(len(SMILES_PARTS), (k,), generator=g).tolist()
+        out.append("C" + "".join(SMILES_PARTS[p] for p in parts))
+    path.write_text("\n".join(out) + "\n" + extra)
     return path
 
 

@@ -25,7 +25,7 @@ from dgm.models.capabilities import (
     ReceptiveField,
 )
 from tests.device_guard import exercise
-from tests.helpers import TINY, VARIANTS, tiny_text_file
+from tests.helpers import TINY, VARIANTS, tiny_smiles_file, tiny_text_file
 
 CASES = [(name, name, cfg) for name, cfg in sorted(TINY.items())] + VARIANTS
 
@@ -48,10 +48,21 @@ def case(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def molecule_data(tmp_path_factory):
+    """Molecules for the molecule models (which refuse other text), properties included."""
+    from dgm.data import load_dataset
+
+    folder = tmp_path_factory.mktemp("molecules")
+    return load_dataset(tiny_smiles_file(folder / "tiny.smi"), properties="logp,qed")
+
+
 @pytest.fixture
-def data(case, digits, text_data):
-    """The data the case's model takes: text for text models, the digits for the rest."""
-    return text_data if registry.get(case[1]).cls.text else digits
+def data(case, digits, text_data, molecule_data):
+    """The data the case's model takes: molecules for molecule models, text for text models,
+    the digits for the rest."""
+    cls = registry.get(case[1]).cls
+    return molecule_data if cls.molecules else text_data if cls.text else digits
 
 
 @pytest.fixture
@@ -159,11 +170,13 @@ def test_declared_capabilities_keep_their_promises(model, data):
     assert checked == sum(isinstance(model, c) for c in declared)
 
 
-TEXT = sorted(name for name in TINY if registry.get(name).cls.text)
+# molecule models run their two epochs in tests/test_molecules.py, on a .smi file
+MOLECULES = {name for name in TINY if registry.get(name).cls.molecules}
+TEXT = sorted(name for name in TINY if registry.get(name).cls.text and name not in MOLECULES)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(TINY) - set(TEXT)))
+@pytest.mark.parametrize("name", sorted(set(TINY) - set(TEXT) - MOLECULES))
 def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
     sets = [a for k, v in TINY[name].items() for a in ("--set", f"{k}={v}")]
     run = tmp_path / name

@@ -39,7 +39,7 @@ import torch
 from dgm import progress
 from dgm.data import chem
 from dgm.data.base import Dataset, DataSpec, Split
-from dgm.data.text import TextTokenizer, check_max_len, pack
+from dgm.data.text import SPECIALS, UNK, TextTokenizer, check_max_len, pack
 from dgm.errors import ConfigError, DataError
 
 MOLECULE_DATASETS = ("qm9", "zinc250k", "moses")
@@ -321,9 +321,11 @@ def molecule_dataset(
         )
     if how != "given":
         notes.append(f"max_len {max_len} ({how}); set max_len to change it")
-    values = {k: np.stack([t.columns[n] for n in names], 1) for k, t in tables.items()}
-    if not names:
-        values = None
+    values = (
+        {k: np.stack([t.columns[n] for n in names], 1) for k, t in tables.items()}
+        if names
+        else None
+    )
     mean = std = None
     if values is not None:
         bad = {k: ~np.isfinite(v).all(1) for k, v in values.items()}
@@ -488,8 +490,8 @@ def encode_molecules(
 
 def smiles_of(texts: Sequence[str], representation: str) -> list[str]:
     """SMILES of decoded model outputs: SELFIES decoded, SMILES as they are."""
-    if representation == "selfies":
-        return [chem.from_selfies(t) for t in texts]
+    if representation == "selfies":  # every SELFIES symbol string is a molecule; <unk> is none
+        return [chem.from_selfies(t.replace(SPECIALS[UNK], "")) for t in texts]
     return list(texts)
 
 

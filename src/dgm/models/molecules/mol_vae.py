@@ -102,6 +102,8 @@ class MolVAE(TextVAE, PropertyPredictor):
         "shape", "levels", "properties", "property_mean", "property_std",
     )  # fmt: skip
     molecules = True
+    # the GRU decoder and conv encoder are not yet in tests/test_precision.py: float32 until then
+    bf16_proven = False
     default_eval_samples = 100  # K of the test NLL estimate (the IWAE bound)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 256}
     # the data options it reads unless told otherwise: the properties of the joint model

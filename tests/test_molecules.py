@@ -1,0 +1,288 @@
+"""Molecules: the SMILES and SELFIES tokenizers, the molecule data (named and user files), the
+likelihoods of mol-vae and char-rnn over a tiny support, and the commands on a user's .smi."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dgm.data import chem, load_dataset
+from dgm.data.molecules import rdkit_property, smiles_of
+from dgm.data.text import EOS, PAD, TextTokenizer
+from dgm.errors import ConfigError, DataError
+from dgm.models.molecules import CharRNN, MolVAE
+from tests.helpers import shared_data, tiny_smiles_file
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DGM_CACHE", str(tmp_path / "cache"))  # never the user's cache
+
+
+def _sample(name: str, n: int = 500) -> list[str]:
+    """The first ``n`` SMILES of a shared dataset (skip when absent)."""
+    files = {
+        "qm9": ("qm9", "qm9_smiles_props.csv.gz"),
+        "zinc250k": ("zinc250k", "train.csv.gz"),
+        "moses": ("moses", "train.csv.gz"),
+    }
+    path = shared_data(*files[name])
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data)")
+    with gzip.open(path, "rt") as f:
+        lines = [next(f) for _ in range(n + 1)]
+    if name == "qm9":
+        return [line.split(",")[1] for line in lines[1:]]
+    if name == "moses":
+        return [line.strip() for line in lines[1:]]
+    return [line.strip() for line in lines[:n]]
+
+
+# ----------------------------------------------------------------------------- tokenizers
+
+
+def test_smiles_tokens_keep_atoms_whole():
+    tokens = chem.smiles_tokens("C[C@@H](Cl)c1cc[nH]c1%10Br")
+    assert tokens == ["C", "[C@@H]", "(", "Cl", ")", "c", "1", "c", "c", "[nH]", "c", "1",
+                      "%10", "Br"]  # fmt: skip
+    assert chem.smiles_tokens("C&C") is None  # '&' is no SMILES token
+
+
+@pytest.mark.parametrize("name", ["qm9", "zinc250k", "moses"])
+def test_smiles_tokenizer_round_trips_every_molecule(name):
+    smiles = _sample(name)
+    tok = TextTokenizer.train("smiles", smiles)
+    ids = tok.encode_batch(smiles)
+    assert all(1 not in seq for seq in ids)  # no unknown token: the vocabulary is the data's
+    assert [tok.decode(seq) for seq in ids] == smiles
+    for s in smiles[:50]:  # a token is a SMILES token: multi-character atoms stay whole
+        assert [tok.token(i) for i in tok.encode(s)] == chem.smiles_tokens(s)
+
+
+@pytest.mark.parametrize("name", ["qm9", "zinc250k"])
+def test_selfies_round_trip_gives_the_same_molecule(name):
+    smiles = _sample(name, 200)
+    encoded = [chem.to_selfies(s) for s in smiles]
+    kept = [(s, e) for s, e in zip(smiles, encoded) if e]
+    assert len(kept) >= 0.95 * len(smiles)
+    tok = TextTokenizer.train("selfies", [e for _, e in kept])
+    for s, e in kept:
+        back = tok.decode(tok.encode(e))
+        assert back == e
+        assert chem.canonical(chem.from_selfies(back)) == chem.canonical(s)
+
+
+def test_random_selfies_strings_are_all_valid_molecules():
+    """SELFIES's promise (Krenn et al. 2020): any string of its symbols is a molecule."""
+    tok = TextTokenizer.train("selfies", [chem.to_selfies(s) for s in _sample("qm9", 300)])
+    symbols = [tok.token(i) for i in range(4, tok.vocab_size)]
+    g = np.random.default_rng(0)
+    strings = ["".join(g.choice(symbols, size=int(g.integers(1, 20)))) for _ in range(300)]
+    # a string of only branch and ring symbols holds no atom: it decodes to the empty molecule
+    # (invalid, as in MOSES); every string with an atom is a valid molecule
+    structural = ("Branch", "Ring")
+    atoms = [
+        s for s in strings if any(not any(k in t for k in structural) for t in s[1:-1].split("]["))
+    ]
+    assert len(atoms) > 250
+    assert all(chem.mol(m) is not None for m in smiles_of(atoms, "selfies"))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_user_smi_skips_invalid_lines_and_names_them(tmp_path):
+    path = tiny_smiles_file(tmp_path / "m.smi", extra="C1CC\nnot a molecule\nCCO name\n")
+    ds = load_dataset(path, molecules=True)
+    assert ds.spec.is_molecules and ds.spec.tokenizer == "smiles"
+    assert sum(len(s) for s in (ds.train, ds.val, ds.test)) == 61  # 60 + CCO; 2 skipped
+    note = next(n for n in ds.notes if "skipped 2 SMILES" in n)
+    assert "lines 61, 62" in note
+    everything = ds.molecules.train + ds.molecules.val + ds.molecules.test
+    assert "CCO" in everything  # the name after the SMILES is not part of it
+    # token rows decode to the molecules as read
+    assert ds.tokenizer.decode_batch(ds.train.x) == ds.molecules.train
+
+
+def test_csv_numeric_columns_become_properties(tmp_path):
+    smiles = tiny_smiles_file(tmp_path / "m.smi").read_text().split()
+    rows = ["name,SMILES,activity"] + [f"m{i},{s},{len(s) * 0.5}" for i, s in enumerate(smiles)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path / "m.csv", properties="activity,qed")
+    assert ds.spec.properties == ("activity", "qed")
+    assert ds.train.y.shape == (len(ds.train), 2)
+    want = np.array([chem.qed(chem.mol(s)) for s in ds.molecules.train])
+    np.testing.assert_allclose(ds.train.y[:, 1].numpy(), want, rtol=1e-5)
+    assert ds.spec.property_mean[1] == pytest.approx(float(want.mean()), rel=1e-5)
+    np.testing.assert_allclose(
+        ds.train.y[:, 0].numpy(), [len(s) * 0.5 for s in ds.molecules.train], rtol=1e-6
+    )
+
+
+def test_rdkit_properties_are_cached(tmp_path, monkeypatch):
+    smiles = ["CCO", "c1ccccc1", "CC(=O)O"]
+    first = rdkit_property(smiles, "logp")
+    assert list((tmp_path / "cache" / "properties").glob("logp-*.npy"))
+    monkeypatch.setattr(chem, "property_values", lambda *a: pytest.fail("not read from cache"))
+    np.testing.assert_array_equal(rdkit_property(smiles, "logp"), first)
+
+
+def test_penalized_logp_matches_its_definition():
+    m = chem.mol("CC1CCCCCCC1")  # a ring of 8: a ring penalty of 2
+    assert chem.cycle_penalty(m) == 2
+    want = (
+        (chem.logp(m) - 2.4570953396190123) / 1.434324401111988
+        + (-chem.sa(m) + 3.0525811293166134) / 0.8335207024513095
+        + (-2 + 0.0485696876403053) / 0.2860212110245455
+    )
+    assert chem.penalized_logp(m) == pytest.approx(want)
+
+
+def test_bad_molecule_files_are_one_line(tmp_path):
+    (tmp_path / "bad.smi").write_text("xyz\n&&\n")
+    with pytest.raises(DataError, match="none of its 2 lines is a SMILES"):
+        load_dataset(tmp_path / "bad.smi")
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(DataError, match=r"no SMILES column \(columns found: a, b\)"):
+        load_dataset(tmp_path / "t.csv", molecules=True)
+    path = tiny_smiles_file(tmp_path / "m.smi")
+    with pytest.raises(ConfigError, match="unknown property 'foo'"):
+        load_dataset(path, properties="foo")
+    with pytest.raises(DataError, match="representation=smiles"):
+        load_dataset(path, tokenizer="char")
+    with pytest.raises(DataError, match="not molecules"):
+        load_dataset("digits", molecules=True)
+
+
+def test_long_molecules_are_skipped_with_a_note(tmp_path):
+    path = tiny_smiles_file(tmp_path / "m.smi", extra="CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC\n")
+    ds = load_dataset(path, max_len=20)
+    assert any("molecules longer than max_len - 1 = 19 tokens" in n for n in ds.notes)
+    assert ds.spec.shape == (20,)
+    kept = ds.molecules.train + ds.molecules.val + ds.molecules.test
+    assert kept and "C" * 36 not in kept and all(len(chem.smiles_tokens(s)) <= 19 for s in kept)
+
+
+def test_models_of_arrays_refuse_molecules(tmp_path):
+    import dgm
+
+    ds = load_dataset(tiny_smiles_file(tmp_path / "m.smi"))
+    with pytest.raises(DataError, match="is molecules"):
+        dgm.registry.get("arm").cls.for_data(ds.spec)
+    with pytest.raises(DataError, match="mol-vae models molecules"):
+        MolVAE.for_data(load_dataset("digits").spec)
+
+
+# ----------------------------------------------------------------------------- likelihoods
+
+
+def _support(max_len: int, tokens: list[int]) -> torch.Tensor:
+    """Every row of up to ``max_len - 1`` tokens then the end token, padded."""
+    rows = []
+    for n in range(max_len):
+        for seq in itertools.product(tokens, repeat=n):
+            rows.append([*seq, EOS] + [PAD] * (max_len - n - 1))
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_mol_vae_decoder_sums_to_one_over_all_strings():
+    torch.manual_seed(0)
+    m = MolVAE.from_config(dict(
+        shape=(4,), levels=7, latent=3, embed=4, hidden=4, decoder_hidden=5, decoder_layers=2,
+        conv_channels=(3,), conv_kernels=(2,),
+    )).double().eval()  # fmt: skip
+    x = _support(4, [1, 4, 5, 6])  # <unk> and three tokens: 1 + 4 + 16 + 64 strings
+    z = torch.randn(1, 3, dtype=torch.float64).expand(len(x), 3)
+    with torch.no_grad():
+        total = m.recon(x.double(), z).exp().sum()
+    assert total.item() == pytest.approx(1.0, abs=1e-6)  # the head's softmax is float32
+
+
+def test_char_rnn_sums_to_one_over_all_strings():
+    torch.manual_seed(0)
+    m = CharRNN.from_config(dict(shape=(4,), levels=7, embed=4, hidden=5, layers=2))
+    m = m.double().eval()
+    x = _support(4, [1, 4, 5, 6])
+    with torch.no_grad():
+        assert m.log_prob(x.double()).exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_property_head_predicts_in_the_data_units(tmp_path):
+    ds = load_dataset(tiny_smiles_file(tmp_path / "m.smi"), properties="logp,qed")
+    m = MolVAE.for_data(ds.spec, latent=4, hidden=8, decoder_hidden=8, property_hidden=8)
+    z = torch.zeros(3, 4)
+    with torch.no_grad():
+        standard = m.standardized_properties(z)
+        real = m.predict_properties(z)
+    mean, std = torch.tensor(ds.spec.property_mean), torch.tensor(ds.spec.property_std)
+    torch.testing.assert_close(real, standard * std + mean)
+    # the joint loss is the VAE's plus the head's squared error, which reaches the head
+    m.train()
+    loss = m.loss((ds.train.x[:8], ds.train.y[:8]))
+    loss.backward()
+    assert all(p.grad is not None for p in m.property_head.parameters())
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+@pytest.mark.slow
+def test_mol_vae_two_epochs_eval_sample_optimize_detect(tmp_path, run_cli):
+    data, run = tiny_smiles_file(tmp_path / "m.smi", lines=80), tmp_path / "run"
+    code, _, err = run_cli(
+        "train", "mol-vae", "--data", data, "--epochs", "2", "--out", run,
+        "--set", "hidden=16", "--set", "decoder_hidden=16", "--set", "latent=8",
+        "--set", "representation=selfies",
+    )  # fmt: skip
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["spec"]["properties"] == ["logp", "qed", "sa"]  # mol-vae's default
+    code, out, err = run_cli("eval", run, "--json", "--num-samples", "4", "--num-generated", "50")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["nll_nats"] > 0 and res["generated"] == 50
+    assert 0 <= res["validity"] <= 1 and 0 <= res["novelty"] <= 1 and "unique@1000" in res
+    assert 0 <= res["reconstruction"] <= 1 and res["reconstruction_n"] == 8
+    code, out, err = run_cli("sample", run, "-n", "16", "--out", tmp_path / "s.smi")
+    assert code == 0, err
+    lines = (tmp_path / "s.smi").read_text().splitlines()
+    assert len(lines) == 16
+    assert sum(chem.mol(s) is not None for s in lines) >= 14  # SELFIES: empty strings only
+    code, out, err = run_cli("sample", run, "-n", "16", "--out", tmp_path / "s.png")
+    assert code == 0 and (tmp_path / "s.png").stat().st_size > 1000, err
+    code, out, err = run_cli("optimize", run, "--property", "qed", "--steps", "10", "--json")
+    assert code == 0, err
+    found = json.loads(out)["molecules"]
+    assert found and all(
+        r["score"] == pytest.approx(chem.qed(chem.mol(r["smiles"]))) for r in found
+    )
+    code, _, err = run_cli("optimize", run, "--property", "nope", "--steps", "2")
+    assert code == 2 and "predicts logp, qed, sa" in err and "\n" not in err.strip()
+
+
+@pytest.mark.slow
+def test_char_rnn_two_epochs_and_refusals(tmp_path, run_cli):
+    data, run = tiny_smiles_file(tmp_path / "m.smi"), tmp_path / "run"
+    code, _, err = run_cli(
+        "train", "char-rnn", "--data", data, "--epochs", "2", "--out", run,
+        "--set", "hidden=16", "--set", "layers=1",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = run_cli("eval", run, "--json", "--num-generated", "40")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["exact"] and "validity" in res and "reconstruction" not in res
+    code, _, err = run_cli("optimize", run, "--property", "qed")
+    assert code == 2 and "char-rnn has none" in err
+    code, _, err = run_cli("train", "arm", "--data", data, "--epochs", "1", "--out", tmp_path / "a")
+    assert code == 2 and "is molecules" in err
+    code, _, err = run_cli(
+        "train", "mol-vae", "--data", "digits", "--epochs", "1", "--out", tmp_path / "b"
+    )
+    assert code == 2 and "digits is not molecules" in err
+    assert not (tmp_path / "b").exists()
