@@ -265,6 +265,17 @@ def run(args: argparse.Namespace) -> int:
     return common.EXIT_OK
 
 
+def _token_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """How a model of token sequences draws: its sampling settings, ``--temperature`` and
+    ``--top-p`` where given."""
+    kwargs: dict[str, Any] = sample_settings(model, args.set)
+    if args.temperature is not None:
+        kwargs["temperature"] = args.temperature
+    if args.top_p is not None:
+        kwargs["top_p"] = args.top_p
+    return kwargs
+
+
 def _run_molecules(args: argparse.Namespace, model: Any) -> int:
     """Molecules: SMILES printed one a line, or ``--out FILE.smi``, or drawn by RDKit with
     ``--out FILE.png`` (the valid ones, in a grid)."""
@@ -276,11 +287,7 @@ def _run_molecules(args: argparse.Namespace, model: Any) -> int:
         flag = "--label" if args.label is not None else "--mode mean"
         raise ConfigError(f"{model.name} draws molecules token by token; drop {flag}")
     n = DEFAULT_N if args.n is None else args.n
-    kwargs: dict[str, Any] = sample_settings(model, args.set)
-    if args.temperature is not None:
-        kwargs["temperature"] = args.temperature
-    if args.top_p is not None:
-        kwargs["top_p"] = args.top_p
+    kwargs = _token_options(args, model)
     torch.manual_seed(args.seed)
     strings = molio.smiles(model, model.sample(n, **kwargs))
     if args.out is None:
@@ -307,11 +314,7 @@ def _run_text(args: argparse.Namespace, model: Any) -> int:
             "decoder means (use --temperature 0 for greedy decoding)"
         )
     n = DEFAULT_N_TEXT if args.n is None else args.n
-    kwargs: dict[str, Any] = sample_settings(model, args.set)
-    if args.temperature is not None:
-        kwargs["temperature"] = args.temperature
-    if args.top_p is not None:
-        kwargs["top_p"] = args.top_p
+    kwargs = _token_options(args, model)
     torch.manual_seed(args.seed)
     lines = textio.texts(model, model.sample(n, **kwargs))
     # one sample a line; samples of text that holds line breaks (tinyshakespeare's characters)
