@@ -30,6 +30,8 @@ class CharRNN(LSTMLM):
     Config = CharRNNConfig
     config: CharRNNConfig
     molecules = True
+    # tests/test_precision.py proves bf16 on English text, which char-rnn refuses: float32
+    bf16_proven = False
     train_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 64}
 
     @classmethod
