@@ -9,7 +9,6 @@ from typing import Any
 
 from dgm.errors import ConfigError
 
-SMILES_SUFFIXES = frozenset({".smi"})
 MOLECULE_OUT = (".smi", ".txt", ".png")
 
 
@@ -61,4 +60,4 @@ def write(strings: list[str], out: Path, title: str) -> str:
     return f"wrote {len(strings)} SMILES ({len(valid)} valid)"
 
 
-__all__ = ["SMILES_SUFFIXES", "check_out", "is_molecule_model", "smiles", "write"]
+__all__ = ["check_out", "is_molecule_model", "smiles", "write"]

@@ -458,36 +458,6 @@ def load_user_molecules(path: Path, seed: int, **options: Any) -> Dataset:
     return molecule_dataset(name, tables, source=name, kind=kind, notes=notes, **options)
 
 
-def molecules_in(path: Path) -> list[str]:
-    """The SMILES of a user's file (``.smi`` or a CSV with a SMILES column), in order, invalid
-    ones included (for ``dgm detect``, which scores every line)."""
-    table = read_smi(path) if path.suffix.lower() == ".smi" else read_smiles_csv(path)
-    assert table is not None
-    if not table.smiles:
-        raise DataError(f"{path}: holds no SMILES; give one SMILES a line")
-    return table.smiles
-
-
-def encode_molecules(
-    smiles: Sequence[str], tokenizer: TextTokenizer, max_len: int
-) -> tuple[torch.Tensor, list[int], list[int]]:
-    """Token rows of ``smiles`` in the tokenizer's representation: ``[M, max_len]`` for the
-    ``M`` that parse, their indices, and the indices of those longer than ``max_len - 1``
-    tokens (cut to fit: scored, with a note)."""
-    texts, kept = [], []
-    for i, s in enumerate(smiles):
-        if chem.mol(s) is None:
-            continue
-        text = chem.to_selfies(s) if tokenizer.kind == "selfies" else s
-        if text:
-            texts.append(text)
-            kept.append(i)
-    ids = tokenizer.encode_batch(texts)
-    long = [kept[j] for j, seq in enumerate(ids) if len(seq) > max_len - 1]
-    x, _ = pack(ids, max_len)
-    return x, kept, long
-
-
 def smiles_of(texts: Sequence[str], representation: str) -> list[str]:
     """SMILES of decoded model outputs: SELFIES decoded, SMILES as they are."""
     if representation == "selfies":  # every SELFIES symbol string is a molecule; <unk> is none
@@ -495,25 +465,15 @@ def smiles_of(texts: Sequence[str], representation: str) -> list[str]:
     return list(texts)
 
 
-def standardize(y: torch.Tensor, spec: DataSpec) -> torch.Tensor:
-    """Properties ``[N, P]`` in units of the training split's standard deviation."""
-    mean = torch.tensor(spec.property_mean or (), dtype=y.dtype, device=y.device)
-    std = torch.tensor(spec.property_std or (), dtype=y.dtype, device=y.device)
-    return (y - mean) / std
-
-
 __all__ = [
     "MOLECULE_DATASETS",
     "Molecules",
-    "encode_molecules",
     "is_molecule_file",
     "load_moses",
     "load_qm9",
     "load_user_molecules",
     "load_zinc250k",
     "molecule_dataset",
-    "molecules_in",
     "rdkit_property",
     "smiles_of",
-    "standardize",
 ]
