@@ -99,6 +99,16 @@ TINY: dict[str, dict] = {
         "conv_kernels": (3, 3),
         "property_hidden": 8,
     },
+    "grammar-vae": {
+        "latent": 4,
+        "embed": 8,
+        "hidden": 8,
+        "decoder_hidden": 8,
+        "decoder_layers": 1,
+        "conv_channels": (4, 4),
+        "conv_kernels": (3, 3),
+        "property_hidden": 8,
+    },
     "char-rnn": {"embed": 8, "hidden": 8, "layers": 1},
     # text models: the contract suite gives them tiny_text_file's sentences instead of digits
     "lstm-lm": {"embed": 8, "hidden": 8},

@@ -15,7 +15,7 @@ from dgm.data import chem, load_dataset
 from dgm.data.molecules import rdkit_property, smiles_of
 from dgm.data.text import EOS, PAD, TextTokenizer
 from dgm.errors import ConfigError, DataError
-from dgm.models.molecules import CharRNN, MolVAE
+from dgm.models.molecules import CharRNN, GrammarVAE, MolVAE
 from tests.helpers import shared_data, tiny_smiles_file
 
 
@@ -263,6 +263,27 @@ def test_mol_vae_two_epochs_eval_sample_optimize_detect(tmp_path, run_cli):
     )
     code, _, err = run_cli("optimize", run, "--property", "nope", "--steps", "2")
     assert code == 2 and "predicts logp, qed, sa" in err and "\n" not in err.strip()
+    # dgm detect: log p per molecule; unparseable lines invalid, too long ones probability 0
+    mols = tmp_path / "query.smi"
+    mols.write_text("CCO\nc1ccccc1O\nC1CC(\n" + "C" * 300 + "\nCCBr\n")
+    code, out, err = run_cli("detect", run, mols, "--json", "--num-samples", "2")
+    assert code == 0, err
+    *rows, summary = [json.loads(line) for line in out.splitlines()]
+    assert [r["input"].rsplit(":", 1)[1] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[0]["log_px"] < 0 and rows[0]["decision"] in ("confident", "uncertain-object")
+    assert "RDKit" in rows[2]["error"] and "decision" not in rows[2]
+    assert rows[3]["log_px"] is None and rows[3]["decision"] == "uncertain-object"
+    assert "probability 0" in rows[3]["note"] and "longer than" in rows[3]["note"]
+    assert rows[4]["log_px"] is None and "1 token outside" in rows[4]["note"]  # Br: unknown
+    assert summary["summary"]["inputs"] == 5 and summary["summary"]["invalid"] == 1
+    bad = tmp_path / "bad.smi"
+    bad.write_text("C1CC(\nxyz\n")
+    code, _, err = run_cli("detect", run, bad)
+    assert code == 2 and "none of its 2 lines" in err
+    csv_file = tmp_path / "q.csv"
+    csv_file.write_text("name,value\na,1\n")
+    code, _, err = run_cli("detect", run, csv_file)
+    assert code == 2 and "columns found: name, value" in err
 
 
 @pytest.mark.slow
@@ -286,3 +307,102 @@ def test_char_rnn_two_epochs_and_refusals(tmp_path, run_cli):
     )
     assert code == 2 and "digits is not molecules" in err
     assert not (tmp_path / "b").exists()
+
+
+# ----------------------------------------------------------------------------- the grammar VAE
+
+# a SMILES vocabulary of two atoms, a ring label and a bond (no branches): the grammar's terminals
+TINY_VOCAB = ("<pad>", "<unk>", "<s>", "</s>", "C", "O", "1", "=")
+
+
+def _grammar_vae(max_rules: int = 0, **kw) -> GrammarVAE:
+    torch.manual_seed(0)
+    return GrammarVAE.from_config(dict(
+        shape=(4,), levels=len(TINY_VOCAB), vocabulary=TINY_VOCAB, latent=3, embed=4, hidden=4,
+        decoder_hidden=5, decoder_layers=2, conv_channels=(3,), conv_kernels=(2,),
+        max_rules=max_rules, **kw,
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize("max_rules", [0, 6, 20])
+def test_grammar_vae_decoder_sums_to_one_over_all_strings(max_rules):
+    # every row of up to 3 tokens over the vocabulary (most are no SMILES: -inf); the masks carry
+    # the rule budget (6 cuts derivations such as COC's 8 rules) and the token budget (max_len
+    # - 1 = 3: the binding one at 20), so the rows hold all of p(x|z)'s mass either way
+    m = _grammar_vae(max_rules).double().eval()
+    x = _support(4, [1, 4, 5, 6, 7])
+    z = torch.randn(1, 3, dtype=torch.float64).expand(len(x), 3)
+    with torch.no_grad():
+        logp = m.recon(x.double(), z)
+    assert logp.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+    strings = [[TINY_VOCAB[int(i)] for i in row if i not in (EOS, PAD)] for row in x]
+    # positive exactly on the strings the grammar derives within the budgets
+    derivable = [
+        r is not None and len(r) <= m.max_rules for r in (m.grammar.parse(s) for s in strings)
+    ]
+    assert torch.equal(torch.isfinite(logp), torch.tensor(derivable))
+    # the grammar does not pair ring labels (RDKit says C1C is no molecule); a bond must be
+    # followed by an atom or a ring label; the derivations of C1C and COC take 8 rules
+    assert not derivable[strings.index(["C", "="])]
+    assert derivable[strings.index(["C", "1", "C"])] == (m.max_rules >= 8)
+    assert derivable[strings.index(["C", "O", "C"])] == (m.max_rules >= 8)
+    assert derivable[strings.index(["C", "O"])]
+
+
+def test_grammar_vae_samples_are_complete_parses(tmp_path):
+    ds = load_dataset(tiny_smiles_file(tmp_path / "m.smi"), properties="logp")
+    m = GrammarVAE.for_data(ds.spec, latent=4, hidden=8, decoder_hidden=8, property_hidden=8)
+    torch.manual_seed(1)
+    x = m.sample(300)  # an untrained decoder: any rule the masks allow
+    m.check_input(x)  # every row is a row of the layout: one end token, padding after it
+    _, ok = m.derivations(x)
+    assert bool(ok.all())  # ... and the string of a complete derivation within the budgets
+    texts = ds.tokenizer.decode_batch(x)
+    assert all(m.grammar.parse_smiles(s) is not None for s in texts)
+    # the training molecules all have derivations, and their log p is finite
+    _, ok = m.derivations(ds.train.x)
+    assert bool(ok.all())
+    with torch.no_grad():
+        assert torch.isfinite(m.log_prob(ds.train.x[:8], num_samples=3)).all()
+    with pytest.raises(ConfigError, match="temperature only"):
+        m.sample(2, top_p=0.9)
+
+
+def test_grammar_vae_refuses_selfies_and_scores_underivable_rows_minus_inf(tmp_path):
+    path = tiny_smiles_file(tmp_path / "m.smi")
+    ds = load_dataset(path, representation="selfies", properties="logp")
+    with pytest.raises(DataError, match="representation=smiles"):
+        GrammarVAE.for_data(ds.spec)
+    m = _grammar_vae().eval()
+    x = torch.tensor([[4.0, 7.0, EOS, PAD], [4.0, 5.0, 4.0, EOS]])  # "C=" ends on a bond; "COC"
+    with torch.no_grad():
+        logp = m.log_prob(x, num_samples=2)
+    assert logp[0].item() == float("-inf") and torch.isfinite(logp[1])
+
+
+@pytest.mark.slow
+def test_grammar_vae_two_epochs_eval_sample_optimize(tmp_path, run_cli):
+    data, run = tiny_smiles_file(tmp_path / "m.smi", lines=80), tmp_path / "run"
+    code, _, err = run_cli(
+        "train", "grammar-vae", "--data", data, "--epochs", "2", "--out", run,
+        "--set", "hidden=16", "--set", "decoder_hidden=16", "--set", "latent=8",
+    )  # fmt: skip
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["spec"]["vocabulary"][4:]  # the tokens the grammar is built on
+    code, out, err = run_cli("eval", run, "--json", "--num-samples", "4", "--num-generated", "50")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["nll_nats"] > 0 and res["generated"] == 50 and 0 <= res["validity"] <= 1
+    code, out, err = run_cli("sample", run, "-n", "32", "--out", tmp_path / "s.smi")
+    assert code == 0, err
+    model = GrammarVAE.for_data(load_dataset(data, properties="logp,qed,sa").spec)
+    lines = (tmp_path / "s.smi").read_text().splitlines()
+    assert len(lines) == 32 and all(model.grammar.parse_smiles(s) is not None for s in lines)
+    code, out, err = run_cli("optimize", run, "--property", "logp", "--steps", "5", "--json")
+    assert code == 0, err
+    code, _, err = run_cli(
+        "train", "grammar-vae", "--data", data, "--epochs", "1", "--out", tmp_path / "b",
+        "--set", "representation=selfies",
+    )  # fmt: skip
+    assert code == 2 and "representation=smiles" in err and not (tmp_path / "b").exists()

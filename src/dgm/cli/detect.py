@@ -5,7 +5,10 @@ validation split (dgm.evaluation.decision). Image files are 8-bit and mapped to 
 levels; arrays (.npy, .npz, .csv) are read in the data's own units. Text models score each
 line of a .txt file (or of every .txt file in a folder), encoded with the run's tokenizer:
 log p(x) of the sentence, per token, and a decision on log p(x) per token (so that a long
-sentence is not improbable for its length alone)."""
+sentence is not improbable for its length alone). Molecule models score each SMILES of a .smi
+file (or of a .csv's SMILES column) the same way, as written (RDKit only checks that it parses):
+one RDKit cannot parse is invalid; one longer than the model's rows, or with a token outside
+its vocabulary, has probability 0."""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ def add_parser(sub: Any) -> None:
         "inputs",
         metavar="INPUTS",
         help="a file or folder of images or arrays; for text models a .txt file (one sentence "
-        "a line) or a folder of them",
+        "a line) or a folder of them; for molecule models a .smi file or a .csv with a SMILES "
+        "column",
     )
     d.add_argument(
         "--keep",
@@ -201,7 +205,9 @@ def _write_report(
 
 # validation sentences the text threshold is calibrated on (the first of the split)
 CALIBRATION_SENTENCES = 1000
-TEXT_KEYS = ["input", "log_px", "tokens", "log_px_per_token", "bpd", "decision", "note", "text"]
+TEXT_KEYS = [
+    "input", "log_px", "tokens", "log_px_per_token", "bpd", "decision", "note", "error", "text",
+]  # fmt: skip
 
 
 def _thresholds(
@@ -225,48 +231,71 @@ def _thresholds(
 
 
 def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
-    """Every line of a text file scored by a text model: log p(x) in nats, per token (and in
-    bits per token, ``bpd``), and a decision on log p(x) per token calibrated on the run's
-    validation sentences."""
+    """Every line of a text file scored by a text model (every molecule of a ``.smi`` or
+    ``.csv`` file by a molecule model): log p(x) in nats, per token (and in bits per token,
+    ``bpd``), and a decision on log p(x) per token calibrated on the run's validation
+    sentences."""
     import torch
 
+    from dgm.cli import molecules as molio
     from dgm.evaluation.decision import decide, score, summarize
     from dgm.evaluation.text import token_counts
 
     model: Any = loaded.model
     path = Path(args.inputs)
-    if path.is_file() and path.suffix.lower() in textio.NOT_TEXT:
-        textio.refuse_non_text(model, str(args.inputs))
-    lines = textio.read_lines(path)
-    enc = textio.encode(model, [line.text for line in lines])
+    if molio.is_molecule_model(model):
+        entries = molio.read_for_scoring(model, path)
+        what, unit = "molecules", "molecule"
+    else:
+        if path.is_file() and path.suffix.lower() in textio.NOT_TEXT:
+            textio.refuse_non_text(model, str(args.inputs))
+        lines = textio.read_lines(path)
+        enc = textio.encode(model, [line.text for line in lines])
+        entries = [
+            molio.Entry(line.name, line.text, row, note)
+            for line, row, note in zip(lines, enc.x, enc.notes)
+        ]
+        what, unit = "lines", "sentence"
     k = quick_num_samples(args, model)
     torch.manual_seed(args.seed)
     thr = _thresholds(args, loaded, k, text=True)
-    log_px, _ = score(model, enc.x, args.batch_size, k)
-    tokens = token_counts(enc.x)
-    per_token = log_px / tokens
-    # decide on log p(x) per token: its bpd is then bits per token (one dimension a token)
-    decided = decide(per_token, None, thr, 1)
+    scored = [e for e in entries if e.x is not None]
+    by_entry: dict[int, dict[str, Any]] = {}
+    if scored:
+        x = torch.stack([e.x for e in scored])  # type: ignore[misc]
+        log_px, _ = score(model, x, args.batch_size, k)
+        tokens = token_counts(x)
+        # decide on log p(x) per token: its bpd is then bits per token (one dimension a token)
+        decided = decide(log_px / tokens, None, thr, 1)
+        for e, lp, n, rec in zip(scored, log_px.tolist(), tokens.tolist(), decided):
+            by_entry[id(e)] = {
+                "log_px": lp,
+                "tokens": int(n),
+                "log_px_per_token": rec["log_px"],
+                "bpd": rec["bpd"],
+                "decision": rec["decision"],
+            }
     rows: list[dict[str, Any]] = []
-    for line, lp, n, rec, note in zip(lines, log_px.tolist(), tokens.tolist(), decided, enc.notes):
-        row = {
-            "input": line.name,
-            "log_px": lp,
-            "tokens": int(n),
-            "log_px_per_token": rec["log_px"],
-            "bpd": rec["bpd"],
-            "decision": rec["decision"],
-            "text": line.text,
-        }
-        if note:
-            row["note"] = note
+    for e in entries:
+        row: dict[str, Any] = {"input": e.name}
+        if e.error is not None:
+            row["error"] = e.error
+        elif e.x is None:  # too long, or unknown tokens: the model gives it probability 0
+            row.update(log_px=None, tokens=e.tokens, log_px_per_token=None, bpd=None)
+            row["decision"] = "uncertain-object"
+        else:
+            row.update(by_entry[id(e)])
+        if e.note:
+            row["note"] = e.note
+        row["text"] = e.text
         rows.append(row)
+    decided_rows = [r for r in rows if "decision" in r]
     summary = {
         "model": model.name,
         "run": str(args.run),
         "inputs": len(rows),
-        "invalid": 0,
-        **summarize(rows),
+        "invalid": len(rows) - len(decided_rows),
+        **summarize(decided_rows),
         "thresholds": thr.to_dict(),
         "threshold_unit": "nats per token",
         **({"num_samples": k} if k else {}),
@@ -281,19 +310,29 @@ def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
     width = min(32, max(len(r["input"]) for r in rows))
     for r in rows:
         name = r["input"] if len(r["input"]) <= width else "..." + r["input"][-(width - 3) :]
-        print(
-            f"{name:<{width}}  log p(x) {r['log_px']:9.2f} nats  {r['log_px_per_token']:7.3f} "
-            f"per token  {r['tokens']:3d} tokens  {r['decision']:<16}  {r['text']}"
-        )
+        if "error" in r:
+            print(f"{name:<{width}}  invalid: {r['error']}")
+            continue
+        if r["log_px"] is None:
+            print(
+                f"{name:<{width}}  log p(x)      -inf nats  {'':17}  {r['tokens']:3d} "
+                f"tokens  {r['decision']:<16}  {r['text']}"
+            )
+        else:
+            print(
+                f"{name:<{width}}  log p(x) {r['log_px']:9.2f} nats  {r['log_px_per_token']:7.3f} "
+                f"per token  {r['tokens']:3d} tokens  {r['decision']:<16}  {r['text']}"
+            )
         if "note" in r:
             print(f"{'':<{width}}  note: {r['note']}")
     how = (
-        f"keeps {thr.keep:.0%} of {thr.num_val} validation sentences"
+        f"keeps {thr.keep:.0%} of {thr.num_val} validation {unit}s"
         if thr.num_val
         else "given by --log-px-threshold"
     )
+    invalid = f", {summary['invalid']} invalid" if summary["invalid"] else ""
     print(
-        f"{len(rows)} lines: {summary['confident']} confident, {summary['uncertain-object']} "
-        f"uncertain-object; log p(x) threshold {thr.log_px:.3f} nats per token ({how})"
+        f"{len(rows)} {what}: {summary['confident']} confident, {summary['uncertain-object']} "
+        f"uncertain-object{invalid}; log p(x) threshold {thr.log_px:.3f} nats per token ({how})"
     )
     return common.EXIT_OK

@@ -40,9 +40,12 @@ class DataSpec:
     properties: tuple[str, ...] | None = None
     property_mean: tuple[float, ...] | None = None
     property_std: tuple[float, ...] | None = None
+    # molecules: the tokenizer's tokens in id order (a grammar model maps its terminals to ids)
+    vocabulary: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for key in ("properties", "property_mean", "property_std"):  # JSON gives lists back
+        # JSON gives lists back
+        for key in ("properties", "property_mean", "property_std", "vocabulary"):
             if getattr(self, key) is not None:
                 object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.class_names is None:

@@ -348,6 +348,7 @@ def molecule_dataset(
         name, (max_len,), tok.vocab_size, low=0.0, high=float(tok.vocab_size - 1),
         tokenizer=tok.kind, properties=tuple(names) if names else None,
         property_mean=mean, property_std=std,
+        vocabulary=tuple(tok.token(i) for i in range(tok.vocab_size)),
     )  # fmt: skip
     return Dataset(
         spec,

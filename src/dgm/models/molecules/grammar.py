@@ -127,9 +127,11 @@ def smiles_rules(
     dot: bool = False,
     organic: Iterable[str] = ORGANIC,
     bonds: Iterable[str] = BONDS,
+    branches: bool = True,
 ) -> list[Rule]:
     """The SMILES rules (module docstring) over these terminals; alternatives that need an empty
-    class (no ring labels, no bonds, no dot) are left out, so every nonterminal stays productive."""
+    class (no ring labels, no bonds, no dot, no branches) are left out, so every nonterminal
+    stays productive and reachable."""
     atoms = list(dict.fromkeys([*organic, *brackets]))
     rings = list(dict.fromkeys(rings))
     bonds = list(dict.fromkeys(bonds))
@@ -153,10 +155,9 @@ def smiles_rules(
         rules.append(("after_atom", ("ring_label", "after_atom")))
     if bonds:
         rules.append(("after_atom", ("bond", "after_bond")))
-    rules += [
-        ("after_atom", ("branch", "after_branch")),
-        ("after_atom", ("atom", "after_atom")),
-    ]
+    if branches:
+        rules.append(("after_atom", ("branch", "after_branch")))
+    rules.append(("after_atom", ("atom", "after_atom")))
     if dot:
         rules.append(("after_atom", (DOT, "chain")))
     rules.append(("after_atom", ()))
@@ -164,18 +165,19 @@ def smiles_rules(
         if rings:
             rules.append(("after_bond", ("ring_label", "after_atom")))
         rules.append(("after_bond", ("atom", "after_atom")))
-    rules.append(("after_branch", ("branch", "after_branch")))
-    if bonds:
-        rules.append(("after_branch", ("bond", "atom", "after_atom")))
-    rules.append(("after_branch", ("atom", "after_atom")))
-    if dot:
-        rules.append(("after_branch", (DOT, "chain")))
-    rules += [("after_branch", ()), ("branch", ("(", "branch_body", ")"))]
-    rules.append(("branch_body", ("chain",)))
-    if bonds:
-        rules.append(("branch_body", ("bond", "chain")))
-    if dot:
-        rules.append(("branch_body", (DOT, "chain")))
+    if branches:
+        rules.append(("after_branch", ("branch", "after_branch")))
+        if bonds:
+            rules.append(("after_branch", ("bond", "atom", "after_atom")))
+        rules.append(("after_branch", ("atom", "after_atom")))
+        if dot:
+            rules.append(("after_branch", (DOT, "chain")))
+        rules += [("after_branch", ()), ("branch", ("(", "branch_body", ")"))]
+        rules.append(("branch_body", ("chain",)))
+        if bonds:
+            rules.append(("branch_body", ("bond", "chain")))
+        if dot:
+            rules.append(("branch_body", (DOT, "chain")))
     rules += [("atom", (a,)) for a in atoms]
     rules += [("bond", (b,)) for b in bonds]
     rules += [("ring_label", (r,)) for r in rings]
@@ -271,7 +273,11 @@ class Grammar:
         for i, rule in enumerate(self.rules):
             if self.rule_index.setdefault(rule, i) != i:
                 raise ValueError(f"rule {rule} appears twice")
-        self.min_steps: dict[str, int] = self._min_steps()
+        self.min_steps: dict[str, int] = self._min_cost(lambda rhs: 1)
+        # the fewest terminals each nonterminal can yield (what a token budget counts)
+        self.min_tokens: dict[str, int] = self._min_cost(
+            lambda rhs: sum(s not in self.nonterminal_index for s in rhs)
+        )
         self._check_reachable()
         self._table, conflicts = _ll1(self.rules, self.start)
         if conflicts:
@@ -291,9 +297,37 @@ class Grammar:
         dot: bool = False,
         organic: Iterable[str] = ORGANIC,
         bonds: Iterable[str] = BONDS,
+        branches: bool = True,
     ) -> Grammar:
         """The SMILES grammar over these bracket atoms, ring labels and (optionally) the dot."""
-        return cls(smiles_rules(brackets, rings, dot=dot, organic=organic, bonds=bonds), START)
+        rules = smiles_rules(
+            brackets, rings, dot=dot, organic=organic, bonds=bonds, branches=branches
+        )
+        return cls(rules, START)
+
+    @classmethod
+    def for_vocabulary(cls, vocabulary: Iterable[str]) -> Grammar:
+        """The SMILES grammar whose terminals are exactly the tokens of a SMILES tokenizer's
+        vocabulary that the grammar knows (atoms, bracket atoms, ring labels, bonds, the dot,
+        the parentheses): every derivation is then a row of that tokenizer's ids. Other tokens
+        (special tokens, ``*``) have no rule, so a string holding one does not parse."""
+        v = set(vocabulary)
+        organic = [a for a in ORGANIC if a in v]
+        brackets = sorted(t for t in v if len(t) > 2 and t[0] == "[" and t[-1] == "]")
+        rings = sorted(
+            (t for t in v if (t.isdigit() and len(t) == 1) or (t[:1] == "%" and t[1:].isdigit())),
+            key=_ring_key,
+        )
+        if not organic and not brackets:
+            raise ValueError("the vocabulary has no atom, so no SMILES grammar")
+        return cls.smiles(
+            brackets,
+            rings,
+            dot=DOT in v,
+            organic=organic,
+            bonds=[b for b in BONDS if b in v],
+            branches="(" in v and ")" in v,
+        )
 
     @classmethod
     def default(cls) -> Grammar:
@@ -474,15 +508,18 @@ class Grammar:
         *,
         budget: bool = True,
         max_steps: int | None = None,
+        max_tokens: int | None = None,
         pad_id: int | None = None,
     ) -> Tensor:
         """The rules a decoder may pick at each step of these sequences, bool ``[B, T, R]``
         (all False at padded steps): the same masks :func:`decode` samples with, so a model's
         teacher-forced log-likelihood is that of its sampler. ``max_steps`` (default ``T``)
-        is the decoder's step limit, which ``budget`` keeps every derivation within."""
+        is the decoder's step limit, which ``budget`` keeps every derivation within, and
+        ``max_tokens`` (budget only) its limit on the string's tokens."""
         return self._teacher_force(
-            rule_ids, pad_id, masks=True, budget=budget, max_steps=max_steps
-        )[1]
+            rule_ids, pad_id, masks=True, budget=budget, max_steps=max_steps,
+            max_tokens=max_tokens,
+        )[1]  # fmt: skip
 
     def _teacher_force(
         self,
@@ -492,6 +529,7 @@ class Grammar:
         masks: bool,
         budget: bool,
         max_steps: int | None = None,
+        max_tokens: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         if rule_ids.dim() != 2:
             raise ValueError(f"rule ids must be [B, T], got shape {tuple(rule_ids.shape)}")
@@ -504,7 +542,7 @@ class Grammar:
         steps = t_len if max_steps is None else max_steps
         if steps < t_len:
             raise ValueError(f"max_steps={steps} is shorter than the sequences ({t_len})")
-        state = StackState(self, b, steps, device=ids.device)
+        state = StackState(self, b, steps, max_tokens=max_tokens, device=ids.device)
         tops = torch.empty(b, t_len, dtype=torch.long, device=ids.device)
         allowed = (
             torch.empty(b, t_len, self.num_rules, dtype=torch.bool, device=ids.device)
@@ -529,15 +567,34 @@ class Grammar:
             raise ValueError(f"pad id {pad_id} is a rule id (0..{self.num_rules - 1})")
         return self.pad_id if pad_id is None else pad_id
 
-    def _min_steps(self) -> dict[str, int]:
-        """Each nonterminal's shortest derivation, in rules (what the decoding budget counts)."""
+    @cached_property
+    def budgets_agree(self) -> bool:
+        """Whether every nonterminal has a rule that is at once on a shortest derivation and on
+        one with the fewest terminals: then a derivation within both a step and a token budget
+        can always be finished (true of the SMILES grammar: the empty ``after_atom`` and the
+        single atom are both)."""
+        nt = self.nonterminal_index
+        for a in self.nonterminals:
+            if not any(
+                lhs == a
+                and 1 + sum(self.min_steps[s] for s in rhs if s in nt) == self.min_steps[a]
+                and sum(self.min_tokens[s] if s in nt else 1 for s in rhs) == self.min_tokens[a]
+                for lhs, rhs in self.rules
+            ):
+                return False
+        return True
+
+    def _min_cost(self, own: Callable[[tuple[str, ...]], int]) -> dict[str, int]:
+        """Each nonterminal's cheapest derivation, a rule costing ``own(rhs)`` plus its
+        nonterminals' costs: rules with ``own = 1`` (what the step budget counts), terminals
+        with ``own`` = their number (the token budget)."""
         inf = float("inf")
         best: dict[str, float] = dict.fromkeys(self.nonterminals, inf)
         changed = True
         while changed:
             changed = False
             for lhs, rhs in self.rules:
-                cost = 1 + sum(best[s] for s in rhs if s in self.nonterminal_index)
+                cost = own(rhs) + sum(best[s] for s in rhs if s in self.nonterminal_index)
                 if cost < best[lhs]:
                     best[lhs] = cost
                     changed = True
@@ -572,6 +629,14 @@ class Grammar:
         for i, p in enumerate(pushes):
             push[i, : len(p)] = torch.tensor(p, dtype=torch.long)
         min_steps = torch.tensor([self.min_steps[a] for a in self.nonterminals])
+        # the fewest tokens the row can end with grows by delta_tokens under the rule: the
+        # terminals it writes, plus its nonterminals' fewest, less its lhs's fewest
+        delta_tokens = torch.tensor(
+            [
+                sum(self.min_tokens[s] if s in nt else 1 for s in rhs) - self.min_tokens[a]
+                for a, rhs in self.rules
+            ]
+        )
         lhs = torch.tensor([nt[lhs] for lhs, _ in self.rules])
         # the shortest derivation left grows by delta when the rule replaces its lhs
         delta = torch.tensor(
@@ -587,6 +652,7 @@ class Grammar:
             "push_n": torch.tensor([len(p) for p in pushes]),
             "lhs": lhs,
             "delta": delta,
+            "delta_tokens": delta_tokens,
             "min_steps": min_steps,
             "lhs_mask": lhs_mask,
         }
@@ -600,7 +666,9 @@ class StackState:
     is popped and the rule's right-hand-side nonterminals are pushed in reverse, so the leftmost
     is on top. A row whose stack is empty is finished and takes ``pad_id`` from then on.
     ``cost`` is the length of the shortest derivation that would finish the row now, which the
-    budget mask keeps within the steps left.
+    budget mask keeps within the steps left; with ``max_tokens``, ``tokens`` is the fewest
+    tokens the row's string can have now (written plus still to come), which the mask keeps
+    within ``max_tokens`` (a model of strings of at most so many tokens).
     """
 
     def __init__(
@@ -609,13 +677,21 @@ class StackState:
         batch_size: int,
         max_steps: int,
         *,
+        max_tokens: int | None = None,
         device: torch.device | str | None = None,
     ):
         start_steps = grammar.min_steps[grammar.start]
         if max_steps < start_steps:
             raise ValueError(f"max_steps={max_steps}: the shortest derivation has {start_steps}")
+        start_tokens = grammar.min_tokens[grammar.start]
+        if max_tokens is not None:
+            if max_tokens < start_tokens:
+                raise ValueError(f"max_tokens={max_tokens}: the shortest string has {start_tokens}")
+            if not grammar.budgets_agree:
+                raise ValueError("this grammar's step and token budgets can dead-end a row")
         self.grammar = grammar
         self.max_steps = max_steps
+        self.max_tokens = max_tokens
         self.step = 0
         self._t = {k: v.to(device) for k, v in grammar._tensors.items()}
         k = self._t["push"].shape[1]
@@ -625,6 +701,7 @@ class StackState:
         self.stack[:, 0] = grammar.nonterminal_index[grammar.start]
         self.depth = torch.ones(batch_size, dtype=torch.long, device=device)
         self.cost = torch.full((batch_size,), start_steps, dtype=torch.long, device=device)
+        self.tokens = torch.full((batch_size,), start_tokens, dtype=torch.long, device=device)
 
     @property
     def finished(self) -> Tensor:
@@ -645,6 +722,10 @@ class StackState:
         if budget:
             left = self.max_steps - self.step
             mask = mask & (self.cost[:, None] + self._t["delta"][None, :] + 1 <= left)
+            if self.max_tokens is not None:
+                mask = mask & (
+                    self.tokens[:, None] + self._t["delta_tokens"][None, :] <= self.max_tokens
+                )
         return mask
 
     def advance(self, rule_ids: Tensor, check: bool = True) -> None:
@@ -674,6 +755,9 @@ class StackState:
         self.stack.scatter_(1, pos, values)
         self.depth = depth + n
         self.cost = self.cost + torch.where(active, t["delta"][safe], torch.zeros_like(safe))
+        self.tokens = self.tokens + torch.where(
+            active, t["delta_tokens"][safe], torch.zeros_like(safe)
+        )
         self.step += 1
 
     def _name(self, index: int) -> str:
@@ -690,6 +774,7 @@ def decode(
     *,
     temperature: float = 1.0,
     budget: bool = True,
+    max_tokens: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -700,10 +785,11 @@ def decode(
 
     Returns the rule ids, long ``[B, max_steps]`` padded with ``pad_id``, and ``finished``,
     bool ``[B]``. With ``budget`` every row finishes by ``max_steps``; without it, a row still
-    open at ``max_steps`` is unfinished and its ids are a derivation's prefix (no string)."""
+    open at ``max_steps`` is unfinished and its ids are a derivation's prefix (no string).
+    ``max_tokens`` (with ``budget``) also keeps every string within so many tokens."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    state = StackState(grammar, batch_size, max_steps, device=device)
+    state = StackState(grammar, batch_size, max_steps, max_tokens=max_tokens, device=device)
     dev = state.stack.device
     out = torch.full((batch_size, max_steps), grammar.pad_id, dtype=torch.long, device=dev)
     previous = torch.full((batch_size,), grammar.pad_id, dtype=torch.long, device=dev)
@@ -718,6 +804,8 @@ def decode(
                 f"{(batch_size, grammar.num_rules)}"
             )
         mask = state.allowed(budget=budget)
+        if bool((~mask.any(1) & ~state.finished).any()):  # cannot happen under budgets_agree
+            raise ValueError(f"step {t}: a row has no rule left to take")
         logits = logits.to(dev).float().masked_fill(~mask, float("-inf"))
         # finished rows have no allowed rule: give them finite logits, then pad them
         logits = torch.where(mask.any(1, keepdim=True), logits, torch.zeros_like(logits))
