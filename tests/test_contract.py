@@ -23,6 +23,7 @@ from dgm.models.capabilities import (
     LabelConditional,
     LatentDiagnostics,
     ReceptiveField,
+    StochasticAutoencoder,
 )
 from tests.device_guard import exercise
 from tests.helpers import TINY, VARIANTS, tiny_smiles_file, tiny_text_file
@@ -147,6 +148,12 @@ def test_declared_capabilities_keep_their_promises(model, data):
         assert model.interpolate(x[0], x[1], steps=4).shape == (4, *x.shape[1:])
         assert model.interpolate(x[:2], x[2:4], steps=3).shape == (3, 2, *x.shape[1:])
         checked += 1
+    if isinstance(model, StochasticAutoencoder):
+        torch.manual_seed(0)
+        z1, z2 = model.encode_draw(x), model.encode_draw(x)
+        assert z1.shape == model.encode(x).shape and not torch.equal(z1, z2)  # draws differ
+        assert model.decode_draw(z1).shape == x.shape
+        checked += 1
     if isinstance(model, Classifier):
         log_py = model.classify(x)  # [B, C], rows log-softmax
         assert log_py.shape == (5, data.spec.num_classes)
@@ -166,7 +173,10 @@ def test_declared_capabilities_keep_their_promises(model, data):
     if isinstance(model, ReceptiveField):
         assert model.receptive_field > 0
         checked += 1
-    declared = (Autoencoder, Classifier, EvidenceBound, LabelConditional, ReceptiveField)
+    declared = (
+        Autoencoder, Classifier, EvidenceBound, LabelConditional, ReceptiveField,
+        StochasticAutoencoder,
+    )  # fmt: skip
     assert checked == sum(isinstance(model, c) for c in declared)
 
 

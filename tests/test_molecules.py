@@ -248,6 +248,7 @@ def test_mol_vae_two_epochs_eval_sample_optimize_detect(tmp_path, run_cli):
     assert res["nll_nats"] > 0 and res["generated"] == 50
     assert 0 <= res["validity"] <= 1 and 0 <= res["novelty"] <= 1 and "unique@1000" in res
     assert 0 <= res["reconstruction"] <= 1 and res["reconstruction_n"] == 8
+    assert 0 <= res["reconstruction_sampled"] <= 1 and res["reconstruction_sampled_n"] == 8
     code, out, err = run_cli("sample", run, "-n", "16", "--out", tmp_path / "s.smi")
     assert code == 0, err
     lines = (tmp_path / "s.smi").read_text().splitlines()

@@ -332,5 +332,11 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
             f"  reconstruction accuracy {out['reconstruction']:.4f} (posterior mean, greedy "
             f"decode, {out['reconstruction_n']} molecules)"
         )
+    if "reconstruction_sampled" in out:
+        print(
+            f"  reconstruction accuracy {out['reconstruction_sampled']:.4f} (sampled: "
+            f"{out['reconstruction_sampled_draws']} each, {out['reconstruction_sampled_n']} "
+            "molecules, as Kusner et al. 2017 and Jin et al. 2018)"
+        )
     if "features" in out:
         print(f"  features: {out['features']}")

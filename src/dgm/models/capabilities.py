@@ -63,6 +63,20 @@ class Autoencoder(ABC):
         batches."""
 
 
+class StochasticAutoencoder(Autoencoder):
+    """An autoencoder whose codes and decodes are draws: z ~ q(z|x), x ~ p(x|z). The molecule
+    papers measure reconstruction by both (Kusner et al. 2017; Jin et al. 2018: several codes
+    per molecule, several decodes per code)."""
+
+    @abstractmethod
+    def encode_draw(self, x: Tensor) -> Tensor:
+        """One code per example drawn from q(z|x): ``[B, *code]``."""
+
+    @abstractmethod
+    def decode_draw(self, z: Tensor) -> Tensor:
+        """One draw of p(x|z) per code: ``[B, *event_shape]``."""
+
+
 class DecoderMean(ABC):
     """A model that draws x ~ p(x|z) at z ~ p(z) through a decoder, and can show instead the
     decoder's mean E[x|z] at those z: what the model has learnt, without the independent
@@ -353,6 +367,7 @@ __all__ = [
     "PropertyPredictor",
     "ReceptiveField",
     "Scheduled",
+    "StochasticAutoencoder",
     "TextModel",
     "Update",
 ]

@@ -42,7 +42,12 @@ from dgm.config import opt
 from dgm.data.text import BOS, EOS, PAD, UNK
 from dgm.errors import ConfigError
 from dgm.models.base import Batch, check_num_samples, unpack
-from dgm.models.capabilities import AggressiveInference, Autoencoder, EvidenceBound, Scheduled
+from dgm.models.capabilities import (
+    AggressiveInference,
+    EvidenceBound,
+    Scheduled,
+    StochasticAutoencoder,
+)
 from dgm.models.latent.base import CHUNK, PARAMS_PER_PASS, iwae_bound, warmed_up
 from dgm.models.latent.posteriors import GaussianPosterior, gaussian_kl
 from dgm.models.latent.priors import (
@@ -157,7 +162,7 @@ class Draws(NamedTuple):
     "text",
     "sentence VAE: LSTM encoder, LSTM or dilated-CNN decoder fed z at every step",
 )
-class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInference):
+class TextVAE(TextBase, StochasticAutoencoder, EvidenceBound, Scheduled, AggressiveInference):
     """``encoder_embedding`` -> ``encoder`` (LSTM) -> ``posterior`` (Gaussian) -> z;
     ``prior`` p(z); ``decoder_embedding`` + z -> ``decoder`` (LSTM or dilated CNN) -> the
     text head."""
@@ -440,6 +445,22 @@ class TextVAE(TextBase, Autoencoder, EvidenceBound, Scheduled, AggressiveInferen
     def encode(self, x: Tensor) -> Tensor:
         """A code per sentence ``[B, K]``: the posterior mean."""
         return self.gaussian(x)[0]
+
+    @torch.no_grad()
+    def encode_draw(self, x: Tensor) -> Tensor:
+        """A draw z ~ q(z|x) per sentence ``[B, K]``."""
+        mu, log_std = self.gaussian(x)
+        return mu + torch.exp(log_std) * torch.randn_like(mu)
+
+    @torch.no_grad()
+    def decode_draw(self, z: Tensor) -> Tensor:
+        """A sentence drawn from p(x|z) per code (temperature 1): ``[B, max_len]`` ids."""
+        training = self.training
+        self.eval()
+        try:
+            return self.decode_codes(z, temperature=1.0)
+        finally:
+            self.train(training)
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
