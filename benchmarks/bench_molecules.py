@@ -42,11 +42,16 @@ from _cli import dgm, dgm_json, sets, train_once
 
 SAMPLES = 10_000  # prior samples scored (the targets' and MOSES's number)
 
+# sizes a CPU trains in minutes: the papers' GRUs (3 x 488, 3 x 501) and MOSES's LSTM (3 x 768)
+# take 5-10 s a batch of 256 on one core, so 30 minutes would be a few hundred steps; the GPU
+# command (table) keeps the papers' sizes
+CPU_VAE = ["decoder_hidden=256", "decoder_layers=2"]
+CPU_RNN = ["hidden=256", "layers=2"]
 # suite -> run name -> (model, data, --set options)
 SUITES: dict[str, dict[str, tuple[str, str, list[str]]]] = {
     "qm9": {
-        "mol-vae-selfies": ("mol-vae", "qm9", ["representation=selfies"]),
-        "mol-vae-smiles": ("mol-vae", "qm9", ["representation=smiles"]),
+        "mol-vae-selfies": ("mol-vae", "qm9", ["representation=selfies", *CPU_VAE]),
+        "mol-vae-smiles": ("mol-vae", "qm9", ["representation=smiles", *CPU_VAE]),
     },
     "zinc": {
         # heads on logP and SA: what penalized logP is made of (dgm optimize)
@@ -59,8 +64,8 @@ SUITES: dict[str, dict[str, tuple[str, str, list[str]]]] = {
         "grammar-vae": ("grammar-vae", "zinc250k", ["properties=logp,sa"]),
     },
     "moses": {
-        "char-rnn": ("char-rnn", "moses", []),
-        "mol-vae": ("mol-vae", "moses", ["representation=smiles", "properties=none"]),
+        "char-rnn": ("char-rnn", "moses", CPU_RNN),
+        "mol-vae": ("mol-vae", "moses", ["representation=smiles", "properties=none", *CPU_VAE]),
     },
 }
 # the published rows
@@ -182,9 +187,10 @@ def table(args: argparse.Namespace) -> None:
             keys = ("validity", "unique@10000", "novelty", "snn", "frag", "scaf")
             print(f"| {name} | " + " | ".join(_num(r.get(k)) for k in keys) + f" | {_length(r)} |")
     print(
-        "\nA full run on a GPU: dgm train MODEL --data DATA --set ... --epochs 100 --device cuda "
-        "(the papers train 100+ epochs), then dgm eval RUN --json --metrics "
-        "molecules,reconstruction --num-generated 10000"
+        f"\nCPU runs: {' '.join(CPU_VAE)} for the VAEs, {' '.join(CPU_RNN)} for char-rnn. A full "
+        "run on a GPU, the papers' sizes: dgm train MODEL --data DATA --set representation=... "
+        "--epochs 100 --device cuda, then dgm eval RUN --json --metrics molecules,"
+        "reconstruction --num-generated 10000"
     )
 
 

@@ -242,6 +242,9 @@ def test_mol_vae_two_epochs_eval_sample_optimize_detect(tmp_path, run_cli):
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["spec"]["properties"] == ["logp", "qed", "sa"]  # mol-vae's default
+    results = json.loads((run / "results.json").read_text())  # the MOSES metrics at the end
+    assert 0 <= results["test_validity"] <= 1 and results["test_molecules_generated"] == 1000
+    assert (run / "properties.png").stat().st_size > 1000  # samples' logP, QED, ... vs test
     code, out, err = run_cli("eval", run, "--json", "--num-samples", "4", "--num-generated", "50")
     assert code == 0, err
     res = json.loads(out)

@@ -35,6 +35,9 @@ from dgm.plotting import save_curves, save_density, save_samples
 from dgm.runs import RunFolder
 from dgm.training import TrainConfig, build, fit
 
+# samples scored at the end of a molecule model's training (dgm eval --num-generated for more)
+MOLECULES_AT_END = 1000
+
 Show = Callable[[str], None]
 # below this KL (nats) a latent code carries next to nothing: the posterior has collapsed
 COLLAPSED_KL = 0.1
@@ -237,10 +240,45 @@ def _test_results(
         k = num_samples_for(model, cap=TRAINING_SAMPLES)
         nll = evaluate_likelihood(model, test.x, cfg.eval_batch_size, k)
         out.update({k_: v for k_, v in nll.items() if k_ != "exact"})
+    if dataset.molecules is not None and is_text(model):
+        out.update(_molecule_results(model, dataset, run, show))
     if test.y is not None and classifies(model):
         labels = evaluate_classifier(model, test.x, test.y, cfg.eval_batch_size)
         out.update({k_: v for k_, v in labels.items() if k_ != "n"})
     return {f"test_{k_}": v for k_, v in out.items()}
+
+
+def _molecule_results(
+    model: GenerativeModel, dataset: Dataset, run: RunFolder, show: Show
+) -> dict[str, Any]:
+    """The MOSES metrics of MOLECULES_AT_END samples (validity, uniqueness, novelty against the
+    training molecules, and against the test ones), and properties.png: their logP, QED, SA and
+    weight next to the test set's."""
+    from dgm.evaluation.molecules import evaluate_molecules
+    from dgm.plotting import property_histograms
+
+    mols = dataset.molecules
+    assert mols is not None
+    scores = evaluate_molecules(model, mols.train, mols.test, MOLECULES_AT_END)
+    m = scores.metrics
+    p = scores.properties
+    if any(len(v) for v in p.gen_values.values()):
+        property_histograms(
+            p.gen_values, p.ref_values, run.properties_plot,
+            title=f"{model.name}: {m['n']} samples vs the test molecules",
+            distances=p.distances, gen_name="samples", ref_name="test",
+        )  # fmt: skip
+    show(
+        f"molecules ({m['n']} samples): validity {m['validity']:.3f}, unique@1000 "
+        f"{_fmt(m.get('unique@1000'))}, novelty {_fmt(m.get('novelty'))}"
+        + (f"; wrote {run.properties_plot}" if run.properties_plot.exists() else "")
+    )
+    kept = {k: v for k, v in m.items() if isinstance(v, int | float) and k not in ("n", "valid")}
+    return kept | {"molecules_generated": m["n"]}
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def summary(

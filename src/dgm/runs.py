@@ -52,6 +52,7 @@ SAMPLES = "samples.png"
 SAMPLES_TEXT = "samples.txt"
 LOSS = "loss.png"
 DENSITY = "density.png"
+PROPERTIES = "properties.png"  # molecules: the properties of samples against the test set
 RESULTS = "results.json"
 SUMMARY = "summary.md"
 FEATURES = "features"
@@ -100,6 +101,7 @@ class RunFolder(os.PathLike):
     tokenizer_file = _File(TOKENIZER)  # text data: the tokenizer, JSON
     loss_plot = _File(LOSS)
     density_plot = _File(DENSITY)
+    properties_plot = _File(PROPERTIES)
     summary_file = _File(SUMMARY)
     features = _File(FEATURES)  # the folder of the run's feature network (sample quality)
     reconstructions_plot = _File(RECONSTRUCTIONS)
