@@ -120,3 +120,14 @@ def test_duration_reads_like_a_person_would_say_it():
 def test_the_line_interval_comes_from_the_environment(monkeypatch, value, seconds):
     monkeypatch.setenv("DGM_PROGRESS_EVERY", value)
     assert progress.every() == seconds
+
+
+def test_the_estimate_waits_for_a_hundredth_of_the_work(every_update, capsys):
+    # the first of 1000 items carries the start-up: estimating from it alone announced hours
+    with progress.shown("lines"):
+        for _ in progress.track(range(1000), "parse", unit="molecules"):
+            pass
+    lines = capsys.readouterr().err.splitlines()
+    estimates = [line for line in lines if "in all" in line]
+    assert len(estimates) == 1
+    assert re.fullmatch(r"parse: about .+ in all \(the first 1% took .+\)", estimates[0])

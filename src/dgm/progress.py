@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 EVERY = 10.0  # seconds between plain lines (and the least time worth an estimate)
 DELAY = 1.0  # seconds before a bar appears: quick loops draw nothing
+ESTIMATE_AFTER = 0.01  # share of the work done when the one estimate of the whole is made
 MODES = ("bar", "lines")
 
 T = TypeVar("T")
@@ -118,6 +119,7 @@ class Task:
         self.start = self.last = time.perf_counter()
         self.lines = 0
         self.postfix = ""
+        self.estimated = False
         self.bar: Any = None
         self.closed = self.mode is None
         if self.closed:
@@ -148,10 +150,12 @@ class Task:
         """``n`` more units done."""
         if self.closed:
             return
-        first = self.n == 0
         self.n += n
         now = time.perf_counter()
-        if first and 0 < self.n < self.total:
+        # one estimate, once a hundredth is done: the first item alone carries the start-up
+        # (imports, a first parse), which made a 3-minute loop announce hours
+        if not self.estimated and self.total * ESTIMATE_AFTER <= self.n < self.total:
+            self.estimated = True
             spent = now - self.start
             whole = spent * self.total / self.n
             if whole >= self.every:
