@@ -62,6 +62,7 @@ def grammar_of(vocabulary: tuple[str, ...]) -> Grammar:
 
 @dataclass
 class GrammarVAEConfig(MolVAEConfig):
+    embed: int = opt(64, "width of the rule embeddings (the paper feeds one-hot rules)")
     decoder: Literal["gru"] = opt("gru", "gru (the paper's, 3 layers)")
     decoder_hidden: int = opt(501, "gru decoder: units of each GRU layer (the paper: 501)")
     max_rules: int = opt(
