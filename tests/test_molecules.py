@@ -293,15 +293,17 @@ def test_mol_vae_two_epochs_eval_sample_optimize_detect(tmp_path, run_cli):
 @pytest.mark.slow
 def test_char_rnn_two_epochs_and_refusals(tmp_path, run_cli):
     data, run = tiny_smiles_file(tmp_path / "m.smi"), tmp_path / "run"
-    code, _, err = run_cli(
+    code, out, err = run_cli(
         "train", "char-rnn", "--data", data, "--epochs", "2", "--out", run,
         "--set", "hidden=16", "--set", "layers=1",
     )  # fmt: skip
     assert code == 0, err
+    assert "nats per molecule" in out and "test molecules" in err
     code, out, err = run_cli("eval", run, "--json", "--num-generated", "40")
     assert code == 0, err
     res = json.loads(out)
     assert res["exact"] and "validity" in res and "reconstruction" not in res
+    assert res["unit"] == "molecule"
     code, _, err = run_cli("optimize", run, "--property", "qed")
     assert code == 2 and "char-rnn has none" in err
     code, _, err = run_cli("train", "arm", "--data", data, "--epochs", "1", "--out", tmp_path / "a")

@@ -161,9 +161,10 @@ def finish(
         )
     if "test_ppl" in results:  # text: per sentence, and per token
         show(
-            f"test nll {results['test_nll_nats']:.3f} nats per sentence, perplexity "
+            f"test nll {results['test_nll_nats']:.3f} nats per "
+            f"{results.get('test_unit', 'sentence')}, perplexity "
             f"{results['test_ppl']:.2f} ({results['test_nats_per_token']:.4f} nats per token) "
-            f"on {results['test_n']} test sentences"
+            f"on {results['test_n']} test {results.get('test_unit', 'sentence')}s"
         )
     elif "test_nll_nats" in results:
         show(

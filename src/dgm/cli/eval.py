@@ -267,12 +267,16 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
     print(f"{model} on {data} ({split}, n={out['n']}):")
     if "nll_nats" in out and "ppl" in out:  # text: per sentence, and per token
         print(
-            f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats per sentence; perplexity "
+            f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats per "
+            f"{out.get('unit', 'sentence')}; perplexity "
             f"{out['ppl']:.2f} ({out['nats_per_token']:.4f} nats, {out['bpd']:.4f} bits per "
             f"token, over {out['tokens']} tokens, end tokens included)"
         )
         if "elbo_nats" in out:
-            print(f"  -elbo {out['elbo_nats']:.3f} ± {out['elbo_sem']:.3f} nats per sentence")
+            print(
+                f"  -elbo {out['elbo_nats']:.3f} ± {out['elbo_sem']:.3f} nats per "
+                f"{out.get('unit', 'sentence')}"
+            )
         print(f"  {out['estimate']}")
     elif "nll_nats" in out:
         print(f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats, {out['bpd']:.4f} bits/dim")

@@ -317,7 +317,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if results and "test_ppl" in results:  # text: bpd would be bits per token; say perplexity
         print(
-            f"test nll: {results['test_nll_nats']:.3f} nats per sentence (perplexity "
+            f"test nll: {results['test_nll_nats']:.3f} nats per "
+            f"{results.get('test_unit', 'sentence')} (perplexity "
             f"{results['test_ppl']:.2f})  run: {run}"
         )
     elif results and "test_nll_nats" in results:

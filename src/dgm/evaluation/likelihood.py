@@ -19,7 +19,13 @@ from torch import Tensor
 
 from dgm import progress
 from dgm.errors import ConfigError
-from dgm.evaluation.text import is_text, latent_diagnostics, summarize_text_nll, token_counts
+from dgm.evaluation.text import (
+    is_text,
+    latent_diagnostics,
+    summarize_text_nll,
+    text_unit,
+    token_counts,
+)
 from dgm.models.base import GenerativeModel, check_num_samples
 from dgm.models.capabilities import EvidenceBound
 
@@ -187,7 +193,7 @@ def evaluate_nll(
     :mod:`dgm.evaluation.text`)."""
     nll = per_example_nll(model, x, batch_size, num_samples, **kwargs)
     if is_text(model):
-        return summarize_text_nll(nll, token_counts(x))
+        return summarize_text_nll(nll, token_counts(x)) | {"unit": text_unit(model)}
     return summarize_nll(nll, math.prod(model.event_shape))
 
 

@@ -31,6 +31,15 @@ def is_text(model: GenerativeModel) -> bool:
     return isinstance(model, TextModel)
 
 
+def text_unit(model: GenerativeModel) -> str:
+    """What one row of a text model is, in words: ``molecule`` for a model of SMILES or
+    SELFIES, else ``sentence``."""
+    from dgm.data.text import MOLECULE_KINDS
+
+    tokenizer = getattr(model, "tokenizer", None) if is_text(model) else None
+    return "molecule" if tokenizer is not None and tokenizer.kind in MOLECULE_KINDS else "sentence"
+
+
 def token_counts(x: Tensor) -> Tensor:
     """The real tokens of each row of ids ``[N, max_len] -> [N]`` (long): everything but
     padding, the end token included."""
