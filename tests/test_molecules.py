@@ -412,3 +412,28 @@ def test_grammar_vae_two_epochs_eval_sample_optimize(tmp_path, run_cli):
         "--set", "representation=selfies",
     )  # fmt: skip
     assert code == 2 and "representation=smiles" in err and not (tmp_path / "b").exists()
+
+
+def test_molecule_models_never_draw_unk_or_an_empty_string(tmp_path):
+    torch.manual_seed(0)
+    m = CharRNN.from_config(dict(shape=(6,), levels=8, embed=4, hidden=5, layers=1)).eval()
+    x = m.sample(300)  # untrained: every token the head allows
+    assert not (x == 1).any() and not (x[:, 0] == EOS).any()  # <unk> is id 1
+    # those strings have probability 0: the rest of the support still sums to 1
+    support = _support(4, [1, 4, 5])
+    m4 = CharRNN.from_config(dict(shape=(4,), levels=6, embed=4, hidden=5, layers=1)).double()
+    with torch.no_grad():
+        logp = m4.eval().log_prob(support.double())
+    assert logp.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert logp[0].item() == float("-inf")  # the empty string
+    assert torch.isinf(logp[(support == 1).any(1)]).all()
+
+
+def test_molecules_with_tokens_outside_the_vocabulary_are_skipped_with_a_note(tmp_path):
+    path = tmp_path / "m.smi"
+    path.write_text("CCO\nCCN\nCCCO\nCCBr\n" * 5)
+    tok = TextTokenizer.train("smiles", ["CCO", "CCN"])  # a run's tokenizer: no Br
+    ds = load_dataset(path, tokenizer=tok, properties="none")
+    assert "skipped 5 molecules with tokens the tokenizer's vocabulary lacks" in " ".join(ds.notes)
+    total = len(ds.train) + len(ds.val) + len(ds.test)
+    assert total == 15

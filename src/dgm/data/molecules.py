@@ -307,10 +307,12 @@ def molecule_dataset(
         max_len = max(len(seq) for seqs in ids.values() for seq in seqs) + 1
         how = "the longest molecule's tokens + 1"
     check_max_len(max_len)
-    skipped = 0
+    skipped = unknown = 0
     for split in ids:
-        keep = [i for i, seq in enumerate(ids[split]) if len(seq) <= max_len - 1]
-        skipped += len(ids[split]) - len(keep)
+        fits = [i for i, seq in enumerate(ids[split]) if len(seq) <= max_len - 1]
+        keep = [i for i in fits if UNK not in ids[split][i]]
+        skipped += len(ids[split]) - len(fits)
+        unknown += len(fits) - len(keep)
         if len(keep) < len(ids[split]):
             ids[split] = [ids[split][i] for i in keep]
             tables[split] = _subset(tables[split], keep)
@@ -318,6 +320,11 @@ def molecule_dataset(
         notes.append(
             f"skipped {skipped} molecules longer than max_len - 1 = {max_len - 1} tokens (a cut "
             "SMILES is another molecule); set max_len to keep them"
+        )
+    if unknown:
+        notes.append(
+            f"skipped {unknown} molecules with tokens the tokenizer's vocabulary lacks (a "
+            "molecule model gives them probability 0)"
         )
     if how != "given":
         notes.append(f"max_len {max_len} ({how}); set max_len to change it")

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from dgm.config import opt
-from dgm.data.text import BOS, EOS, PAD, SPECIALS
+from dgm.data.text import BOS, EOS, PAD, SPECIALS, UNK
 from dgm.errors import ConfigError, DataError
 from dgm.models.base import Batch, GenerativeModel, unpack
 from dgm.models.capabilities import TextModel
@@ -110,6 +110,11 @@ class TextBase(GenerativeModel, TextModel):
         banned[:, PAD] = banned[:, BOS] = True  # never real tokens
         banned[-1] = True  # the last position ends the sentence
         banned[-1, EOS] = False
+        if self.molecules and max_len > 1:
+            # a molecule is never empty, and never holds a token its training set lacked (the
+            # data skips such molecules): <unk> would decode to no molecule at all
+            banned[:, UNK] = True
+            banned[0, EOS] = True
         # derived from the config, so not saved with the weights
         self.register_buffer("banned", banned, persistent=False)
 
