@@ -437,3 +437,17 @@ def test_molecules_with_tokens_outside_the_vocabulary_are_skipped_with_a_note(tm
     assert "skipped 5 molecules with tokens the tokenizer's vocabulary lacks" in " ".join(ds.notes)
     total = len(ds.train) + len(ds.val) + len(ds.test)
     assert total == 15
+
+
+def test_canonical_smiles_of_a_large_list_are_cached_without_keeping_molecules(monkeypatch):
+    from dgm.data import molecules
+
+    monkeypatch.setattr(molecules, "PARALLEL_FROM", 3)  # "large" from 3 strings
+    monkeypatch.setattr(molecules.os, "cpu_count", lambda: 1)  # no worker processes in tests
+    smiles = ["OCC", "C1CC1", "not a molecule", "c1ccccc1"]
+    first = molecules.canonical_smiles(smiles)
+    assert first == ["CCO", "C1CC1", "", "c1ccccc1"]
+    files = list((molecules.cache_dir() / "canonical").glob("*.txt.gz"))
+    assert len(files) == 1
+    monkeypatch.setattr(chem, "canonical", lambda s: pytest.fail("computed again"))
+    assert molecules.canonical_smiles(smiles) == first  # read back from the cache

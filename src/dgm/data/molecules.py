@@ -233,6 +233,54 @@ def rdkit_property(smiles: Sequence[str], name: str) -> np.ndarray:
     return values
 
 
+def _chunk_canonical(smiles: list[str]) -> list[str]:
+    return [chem.canonical(s) or "" for s in smiles]
+
+
+def canonical_smiles(smiles: Sequence[str], what: str = "canonical SMILES") -> list[str]:
+    """RDKit's canonical SMILES of every string (``""`` where it is no molecule), computed in
+    worker processes for large lists and cached by the list's contents and RDKit's version:
+    MOSES's 1.6M training molecules take about 13 CPU-minutes once. No molecule object is kept
+    (a million of them is more than 10 GB)."""
+    if len(smiles) < PARALLEL_FROM:  # a second or two: neither processes nor a cache entry
+        return _chunk_canonical(list(smiles))
+    version = chem.rdkit().rdBase.rdkitVersion
+    key = hashlib.sha256(f"canonical\n{version}\n".encode() + "\n".join(smiles).encode())
+    file = cache_dir() / "canonical" / f"{key.hexdigest()[:32]}.txt.gz"
+    if file.exists():
+        try:
+            with gzip.open(file, "rt", encoding="utf-8") as f:
+                cached = f.read().split("\n")
+            if len(cached) == len(smiles):
+                return cached
+        except (OSError, EOFError, UnicodeDecodeError):
+            pass  # a damaged cache entry is computed again
+    step = 2000
+    chunks = [list(smiles[i : i + step]) for i in range(0, len(smiles), step)]
+    out: list[str] = []
+    with progress.task(len(smiles), what, unit="mol") as bar:
+        if (os.cpu_count() or 1) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(os.cpu_count() or 1, 8)) as pool:
+                for part in pool.imap(_chunk_canonical, chunks):
+                    out.extend(part)
+                    bar.update(len(part))
+        else:
+            for c in chunks:
+                out.extend(_chunk_canonical(c))
+                bar.update(len(c))
+    try:
+        from dgm.io import atomic_write
+
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(file, "wb") as f, gzip.open(f, "wt", encoding="utf-8") as g:
+            g.write("\n".join(out))
+    except OSError:
+        pass  # no cache folder: the strings are still right
+    return out
+
+
 def _with_properties(tables: dict[str, _Table], names: tuple[str, ...], what: str) -> None:
     """Add the properties ``names`` to each split's columns: a column of the data by that name
     stays; RDKit's property is computed over all splits at once (one cache entry a dataset)."""

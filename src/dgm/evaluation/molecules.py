@@ -169,8 +169,9 @@ def uniqueness(gen: Sequence[str], k: int | None = None) -> Unique:
 def training_set(smiles: Iterable[str], show: bool = False) -> frozenset[str]:
     """The canonical SMILES of the molecules of ``smiles`` (invalid strings left out): the form
     :func:`novelty` compares against, computed once per training set."""
-    items = list(smiles)
-    return frozenset(_parse(items, "canonical training SMILES", show).canonical)
+    from dgm.data.molecules import canonical_smiles
+
+    return frozenset(c for c in canonical_smiles(list(smiles), "canonical training SMILES") if c)
 
 
 def _check_canonical(train: AbstractSet[str], probe: int = 64) -> None:
