@@ -252,7 +252,7 @@ def _run_text(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
         lines = textio.read_lines(path)
         enc = textio.encode(model, [line.text for line in lines])
         entries = [
-            molio.Entry(line.name, line.text, row, note)
+            textio.Entry(line.name, line.text, row, note)
             for line, row, note in zip(lines, enc.x, enc.notes)
         ]
         what, unit = "lines", "sentence"

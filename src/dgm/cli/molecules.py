@@ -4,12 +4,10 @@ by RDKit, and the refusals. Not a command itself."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
+from dgm.cli.text import Entry
 from dgm.errors import ConfigError, DataError
 
 MOLECULE_OUT = (".smi", ".txt", ".png")
@@ -61,20 +59,6 @@ def write(strings: list[str], out: Path, title: str) -> str:
     with atomic_write(out, "wb") as f:
         f.write(("\n".join(strings) + "\n").encode("utf-8"))
     return f"wrote {len(strings)} SMILES ({len(valid)} valid)"
-
-
-@dataclass
-class Entry:
-    """One input to score: its name (``FILE:LINE``), its text, its row of ids (None: not
-    scored), a note, and why it is invalid (None when it is not); ``tokens`` counts a string
-    too long for the model's rows."""
-
-    name: str
-    text: str
-    x: Tensor | None
-    note: str | None = None
-    error: str | None = None
-    tokens: int = 0
 
 
 def read_for_scoring(model: Any, path: Path) -> list[Entry]:
@@ -133,4 +117,4 @@ def read_for_scoring(model: Any, path: Path) -> list[Entry]:
     return entries
 
 
-__all__ = ["Entry", "check_out", "is_molecule_model", "read_for_scoring", "smiles", "write"]
+__all__ = ["check_out", "is_molecule_model", "read_for_scoring", "smiles", "write"]

@@ -113,6 +113,20 @@ class Encoded:
     unknown: list[int] = field(default_factory=list)
 
 
+@dataclass
+class Entry:
+    """One line to score (a sentence, or a molecule): its name (``FILE:LINE``), its text, its
+    row of ids (None: not scored), a note, and why it is invalid (None when it is not);
+    ``tokens`` counts a string too long for the model's rows."""
+
+    name: str
+    text: str
+    x: Tensor | None
+    note: str | None = None
+    error: str | None = None
+    tokens: int = 0
+
+
 def encode(model: Any, sentences: list[str]) -> Encoded:
     """``model.ids(sentences)`` with what the encoding did to each: a sentence longer than the
     model's maximum length is cut (``max_len - 1`` tokens and the end token), a word outside
