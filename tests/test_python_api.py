@@ -55,7 +55,9 @@ def test_values_outside_the_levels_are_refused_with_the_levels_named(name, digit
 @pytest.mark.parametrize("name", TEXT_MODELS)
 def test_text_models_take_id_arrays_and_refuse_ids_outside_the_vocabulary(name):
     torch.manual_seed(0)
-    model = dgm.create(name, shape=(6,), levels=9)
+    # the grammar VAE builds its grammar on the tokens (SMILES ones here)
+    grammar = {"vocabulary": ("<pad>", "<unk>", "<s>", "</s>", "C", "O", "N", "1", "=")}
+    model = dgm.create(name, shape=(6,), levels=9, **(grammar if name == "grammar-vae" else {}))
     x = torch.tensor([[4.0, 5, 3, 0, 0, 0], [8, 1, 7, 6, 4, 3]])  # words, </s> (3), <pad> (0)
     expected = _scores(model, x)
     assert torch.equal(_scores(model, x.numpy().astype(np.int64)), expected)

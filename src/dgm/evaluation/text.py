@@ -36,8 +36,9 @@ def text_unit(model: GenerativeModel) -> str:
     SELFIES, else ``sentence``."""
     from dgm.data.text import MOLECULE_KINDS
 
-    tokenizer = getattr(model, "tokenizer", None) if is_text(model) else None
-    return "molecule" if tokenizer is not None and tokenizer.kind in MOLECULE_KINDS else "sentence"
+    if not isinstance(model, TextModel) or model.tokenizer is None:
+        return "sentence"
+    return "molecule" if model.tokenizer.kind in MOLECULE_KINDS else "sentence"
 
 
 def token_counts(x: Tensor) -> Tensor:
