@@ -10,7 +10,7 @@ Each run trains for ``--max-time`` seconds on one thread (the time is the run's 
 CPU-minutes" is ``--max-time 1800``), is kept under ``--runs-dir`` and reused, and its scores
 are written to ``bench.json`` in its folder. ``--only NAME[,NAME]`` picks runs of a suite (to
 share the work between processes). A full GPU run is the same ``dgm train`` with ``--epochs``
-and ``--device cuda`` instead of ``--max-time`` (printed with each table).
+and ``--accelerator gpu`` instead of ``--max-time`` (printed with each table).
 
 - ``qm9``: ``mol-vae`` on SELFIES and on SMILES; the validity, uniqueness and novelty of 10,000
   prior samples (targets on SELFIES: 100%, >= 95%, >= 50%).
@@ -190,7 +190,7 @@ def table(args: argparse.Namespace) -> None:
     print(
         f"\nCPU runs: {' '.join(CPU_VAE)} for the VAEs, {' '.join(CPU_RNN)} for char-rnn. A full "
         "run on a GPU, the papers' sizes: dgm train MODEL --data DATA --set representation=... "
-        "--epochs 100 --device cuda, then dgm eval RUN --json --metrics molecules,"
+        "--epochs 100 --accelerator gpu, then dgm eval RUN --json --metrics molecules,"
         "reconstruction --num-generated 10000"
     )
 
