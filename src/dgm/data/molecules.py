@@ -28,7 +28,7 @@ import gzip
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,38 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("dgm"))
 
 
+CHUNK = 2000  # molecules a worker process takes at a time
+
+
+def _chunks(smiles: Sequence[str]) -> list[list[str]]:
+    return [list(smiles[i : i + CHUNK]) for i in range(0, len(smiles), CHUNK)]
+
+
+def _in_chunks(fn: Callable[[Any], Any], chunks: list[Any], what: str) -> list[Any]:
+    """``fn`` of each chunk (its first item, or itself, a list of molecules), in spawned worker
+    processes when there are PARALLEL_FROM molecules or more and more than one CPU, with
+    progress; the results in order."""
+
+    def size(c: Any) -> int:
+        return len(c[0]) if isinstance(c, tuple) else len(c)
+
+    total = sum(size(c) for c in chunks)
+    parts: list[Any] = []
+    with progress.task(total, what, unit="mol") as bar:
+        if total >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(os.cpu_count() or 1, 8)) as pool:
+                for c, part in zip(chunks, pool.imap(fn, chunks)):
+                    parts.append(part)
+                    bar.update(size(c))
+        else:
+            for c in chunks:
+                parts.append(fn(c))
+                bar.update(size(c))
+    return parts
+
+
 def _chunk_values(args: tuple[list[str], str]) -> np.ndarray:
     smiles, name = args
     return chem.property_values([chem.mol(s) for s in smiles], name)
@@ -206,21 +238,7 @@ def rdkit_property(smiles: Sequence[str], name: str) -> np.ndarray:
                 return values
         except (OSError, ValueError):
             pass  # a damaged cache entry is computed again
-    step = 2000
-    chunks = [(list(smiles[i : i + step]), name) for i in range(0, len(smiles), step)]
-    with progress.task(len(smiles), f"RDKit {name}", unit="mol") as bar:
-        parts = []
-        if len(smiles) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(min(os.cpu_count() or 1, 8)) as pool:
-                for part in pool.imap(_chunk_values, chunks):
-                    parts.append(part)
-                    bar.update(len(part))
-        else:
-            for c in chunks:
-                parts.append(_chunk_values(c))
-                bar.update(len(c[0]))
+    parts = _in_chunks(_chunk_values, [(c, name) for c in _chunks(smiles)], f"RDKit {name}")
     values = np.concatenate(parts) if parts else np.zeros(0)
     try:
         from dgm.io import atomic_write
@@ -255,21 +273,7 @@ def canonical_smiles(smiles: Sequence[str], what: str = "canonical SMILES") -> l
                 return cached
         except (OSError, EOFError, UnicodeDecodeError):
             pass  # a damaged cache entry is computed again
-    step = 2000
-    chunks = [list(smiles[i : i + step]) for i in range(0, len(smiles), step)]
-    out: list[str] = []
-    with progress.task(len(smiles), what, unit="mol") as bar:
-        if (os.cpu_count() or 1) > 1:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(min(os.cpu_count() or 1, 8)) as pool:
-                for part in pool.imap(_chunk_canonical, chunks):
-                    out.extend(part)
-                    bar.update(len(part))
-        else:
-            for c in chunks:
-                out.extend(_chunk_canonical(c))
-                bar.update(len(c))
+    out = [s for part in _in_chunks(_chunk_canonical, _chunks(smiles), what) for s in part]
     try:
         from dgm.io import atomic_write
 
