@@ -99,22 +99,14 @@ TINY: dict[str, dict] = {
         "conv_kernels": (3, 3),
         "property_hidden": 8,
     },
-    "grammar-vae": {
-        "latent": 4,
-        "embed": 8,
-        "hidden": 8,
-        "decoder_hidden": 8,
-        "decoder_layers": 1,
-        "conv_channels": (4, 4),
-        "conv_kernels": (3, 3),
-        "property_hidden": 8,
-    },
     "char-rnn": {"embed": 8, "hidden": 8, "layers": 1},
     # text models: the contract suite gives them tiny_text_file's sentences instead of digits
     "lstm-lm": {"embed": 8, "hidden": 8},
     "transformer-lm": {"dim": 8, "layers": 1, "heads": 2},
     "text-vae": {"latent": 4, "embed": 8, "hidden": 8, "decoder_hidden": 8},
 }
+
+TINY["grammar-vae"] = dict(TINY["mol-vae"])  # the chemical VAE's networks, on rules
 
 # a small ARM: fast to train, big enough to learn something in two epochs
 TINY_ARM = {"hidden": 16, "layers": 3, "kernel_size": 3}
