@@ -24,6 +24,7 @@ import torch
 
 from dgm.data.base import Dataset
 from dgm.errors import CheckpointError
+from dgm.evaluation.audio import evaluate_audio
 from dgm.evaluation.classification import classifies, evaluate_classifier
 from dgm.evaluation.likelihood import TRAINING_SAMPLES, evaluate_likelihood, num_samples_for
 from dgm.evaluation.quality import coverage_line
@@ -31,7 +32,13 @@ from dgm.evaluation.sample_quality import default_quality_metrics, evaluate_samp
 from dgm.evaluation.text import is_text
 from dgm.models.base import GenerativeModel
 from dgm.models.capabilities import DecoderMean, ReceptiveField
-from dgm.plotting import save_curves, save_density, save_samples
+from dgm.plotting import (
+    AUDIO_PANELS,
+    save_audio_samples,
+    save_curves,
+    save_density,
+    save_samples,
+)
 from dgm.runs import RunFolder
 from dgm.training import TrainConfig, build, fit
 
@@ -92,13 +99,14 @@ def finish(
     model = run.load_model(map_location=str(device) if device is not None else None)
     records = run.read_metrics()
     save_curves(records, run.loss_plot, title=f"{model.name} on {dataset.spec.name}")
-    t0 = time.perf_counter()
-    samples = model.sample(cfg.num_samples)
+    audio = dataset.spec.is_audio
+    t0 = time.perf_counter()  # audio: a few utterances, each drawn one sample at a time
+    samples = model.sample(min(cfg.num_samples, AUDIO_PANELS) if audio else cfg.num_samples)
     sample_s = time.perf_counter() - t0
     # a decoder's means show what it learnt; its draws add per-pixel noise (dgm sample --mode)
     shown, what = (
         (model.sample_mean(cfg.num_samples), "decoder means E[x|z]")
-        if isinstance(model, DecoderMean)
+        if isinstance(model, DecoderMean) and not audio
         else (samples, "samples")
     )
     two_d = tuple(dataset.spec.shape) == (2,)  # drawn over the data, on the data's range
@@ -106,7 +114,12 @@ def finish(
     sentences = model.texts(samples) if is_text(model) else None
     if sentences is not None:
         run.write_samples_text(sentences)
-    if sentences is None:
+    if audio:  # wav files a person can hear, and their waveforms over spectrograms
+        save_audio_samples(
+            samples, dataset.spec, run.samples_audio, run.samples_plot,
+            title=f"{model.name}: samples ({dataset.spec.sample_rate} Hz)",
+        )  # fmt: skip
+    elif sentences is None:
         save_samples(
             shown, dataset.spec, run.samples_plot, title=f"{model.name}: {what}",
             data=dataset.test.x[:5000] if two_d and len(dataset.test) else None,
@@ -166,6 +179,12 @@ def finish(
             f"{results['test_ppl']:.2f} ({results['test_nats_per_token']:.4f} nats per token) "
             f"on {results['test_n']} test {results.get('test_unit', 'sentence')}s"
         )
+    elif "test_bits_per_sample" in results:  # audio: whole utterances
+        show(
+            f"test nll {results['test_bits_per_sample']:.4f} bits per sample "
+            f"({results['test_nll_nats']:.1f} nats per utterance) on {results['test_n']} test "
+            f"utterances, {results['test_seconds']:.1f} s of audio"
+        )
     elif "test_nll_nats" in results:
         show(
             f"test nll {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bits/dim) "
@@ -186,6 +205,9 @@ def finish(
             f"wrote {run.samples_text}, {run.loss_plot}, {run.summary_file} (with "
             f"{min(10, len(sentences))} samples)"
         )
+    elif audio:
+        show(f"wrote {run.samples_audio}/ (wav), {run.samples_plot}, {run.loss_plot}, "
+             f"{run.summary_file}")  # fmt: skip
     else:
         show(f"wrote {run.samples_plot}, {run.loss_plot}, {run.summary_file}")
     return results
@@ -237,6 +259,8 @@ def _test_results(
                 f"note: {dataset.spec.name} has no labels for a feature network: no sample "
                 "quality measured; dgm eval RUN --features DIR can use another run's"
             )
+    elif dataset.spec.is_audio:  # whole utterances, in bits per sample
+        out.update(evaluate_audio(model, test))
     else:
         k = num_samples_for(model, cap=TRAINING_SAMPLES)
         nll = evaluate_likelihood(model, test.x, cfg.eval_batch_size, k)
@@ -305,6 +329,13 @@ def summary(
         if model.has_likelihood
         else "no likelihood: sample quality on dgm's own feature network (see its line above)"
     )
+    if dataset.spec.is_audio:  # whole utterances, not crops
+        nll_line = (
+            f"NLL in nats per utterance ({note}), summed over every sample of each whole test "
+            f"utterance; bits per sample = total nats / (total samples ln 2), at "
+            f"{dataset.spec.sample_rate} Hz, {dataset.spec.encoding} levels; training read crops "
+            f"of {dataset.spec.shape[0]} samples"
+        )
     if is_text(model):  # padding is no dimension: text is counted in tokens
         nll_line = (
             f"NLL in nats per sentence ({note}); perplexity = exp(total NLL "

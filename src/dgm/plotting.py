@@ -515,3 +515,85 @@ def save_molecules(
         img = canvas
     with atomic_write(Path(path), "wb") as f:
         img.save(f, format="PNG")
+
+
+# --------------------------------------------------------------------------- audio
+# at most this many utterances in one picture (each a waveform over its spectrogram)
+AUDIO_PANELS = 8
+
+
+def audio_figure(
+    waves: Sequence[np.ndarray], rate: int, titles: Sequence[str] | None = None, title: str = ""
+) -> Figure:
+    """Each utterance (amplitudes in [-1, 1]) as its waveform over its spectrogram (a 32 ms
+    window, 75% overlap, in dB), on a shared time axis in seconds; up to two columns."""
+    waves = list(waves)[:AUDIO_PANELS]
+    n = len(waves)
+    cols = 1 if n <= 2 else 2
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(6.0 * cols, 3.2 * rows), layout="constrained")
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1, 2] * rows)
+    nfft = max(16, int(0.032 * rate))
+    for i, w in enumerate(waves):
+        r, c = divmod(i, cols)
+        top = fig.add_subplot(grid[2 * r, c])
+        bottom = fig.add_subplot(grid[2 * r + 1, c], sharex=top)
+        w = np.asarray(w, dtype=np.float64)
+        t = np.arange(len(w)) / rate
+        top.plot(t, w, linewidth=0.5, color="tab:blue")
+        top.set_ylim(-1.05, 1.05)
+        top.set_ylabel("amplitude")
+        top.tick_params(labelbottom=False)
+        if titles is not None and i < len(titles):
+            top.set_title(titles[i], fontsize=9)
+        if len(w) >= nfft:
+            bottom.specgram(
+                w, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma", scale="dB",
+                vmin=-120,
+            )  # fmt: skip
+        bottom.set_ylabel("Hz")
+        bottom.set_xlabel("seconds")
+        bottom.set_xlim(0, max(len(w), 1) / rate)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_audio_figure(
+    waves: Sequence[np.ndarray],
+    rate: int,
+    path: str | Path,
+    titles: Sequence[str] | None = None,
+    title: str = "",
+) -> None:
+    """Write :func:`audio_figure` as a PNG."""
+    _write_figure(audio_figure(waves, rate, titles, title), path)
+
+
+def save_audio_samples(
+    levels: Tensor,
+    spec: DataSpec,
+    folder: str | Path,
+    picture: str | Path | None = None,
+    titles: Sequence[str] | None = None,
+    title: str = "",
+    stem: str = "sample",
+) -> list[Path]:
+    """Audio levels ``[n, L]`` (``spec``'s encoding) as ``folder/{stem}-00.wav``, ... (16-bit
+    PCM at the spec's rate) and, with ``picture``, their waveforms over spectrograms; returns
+    the wav paths."""
+    from dgm.data.audio import decode, write_wav
+
+    assert spec.sample_rate is not None and spec.levels is not None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    waves = decode(levels.detach().float().cpu(), spec.encoding or "mulaw", spec.levels).numpy()
+    width = max(2, len(str(len(waves) - 1)))
+    paths = []
+    for i, w in enumerate(waves):
+        path = folder / f"{stem}-{i:0{width}d}.wav"
+        write_wav(path, w, spec.sample_rate)
+        paths.append(path)
+    if picture is not None:
+        save_audio_figure(list(waves), spec.sample_rate, picture, titles, title)
+    return paths

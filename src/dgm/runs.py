@@ -12,6 +12,7 @@ last.ckpt          the full training state after the last finished epoch, for ``
 metrics.jsonl      one JSON object per epoch
 samples.png        a sample grid (every ``sample_every`` epochs and at the end)
 samples.txt        text models: decoded samples, one a line (instead of samples.png)
+samples/           audio models: the samples as .wav files (samples.png shows them)
 tokenizer.json     text data: the tokenizer (dgm.data.text, JSON), written when training starts
 loss.png           the training curves
 density.png        the density of a 2-D model, next to the data and its samples
@@ -58,6 +59,7 @@ SUMMARY = "summary.md"
 FEATURES = "features"
 RECONSTRUCTIONS = "reconstructions.png"
 LOGS = "logs"
+SAMPLES_AUDIO = "samples"  # audio: sample-00.wav, ...
 
 
 class _File:
@@ -98,6 +100,7 @@ class RunFolder(os.PathLike):
     checkpoint = _File(LAST)
     samples_plot = _File(SAMPLES)
     samples_text = _File(SAMPLES_TEXT)  # a text model's samples, decoded, one a line
+    samples_audio = _File(SAMPLES_AUDIO)  # an audio model's samples, .wav files
     tokenizer_file = _File(TOKENIZER)  # text data: the tokenizer, JSON
     loss_plot = _File(LOSS)
     density_plot = _File(DENSITY)

@@ -131,13 +131,16 @@ class LoadedRun:
         """The run's data (or ``name`` from ``data_dir``, defaulting to the run's folder); the
         run's own data with the levels it was trained on (its --data-levels/--data-continuous)."""
         from dgm.data import load_dataset
+        from dgm.data.audio import AUDIO_OPTIONS
 
         meta = self.data_meta
         own = name is None or str(name) == meta.get("name")
         levels = {k: meta[k] for k in ("levels", "continuous") if k in meta} if own else {}
+        # audio: the run's own reading (its crop, encoding, rate); other audio at its rate
+        audio = {k: meta[k] for k in AUDIO_OPTIONS if k in meta} if own else {}
         return load_dataset(
             str(name or meta.get("name", "digits")), data_dir or meta.get("data_dir"), **levels,
-            **run_text_options(self.folder, self.config),
+            **run_text_options(self.folder, self.config), **audio,
         )  # fmt: skip
 
     def data_name(self, name: str | None = None) -> str:

@@ -156,6 +156,24 @@ def _nll(args: argparse.Namespace, model: Any, x: Any, data: str) -> dict[str, A
     return evaluate_likelihood(model, x, args.batch_size, k)
 
 
+def _audio_nll(args: argparse.Namespace, model: Any, dataset: Any, data: str) -> dict[str, Any]:
+    from dgm.evaluation.audio import conditioning_note, evaluate_audio
+    from dgm.models.capabilities import Waveform
+
+    if not isinstance(model, Waveform):
+        raise ConfigError(f"{data} is audio; {model.name} does not model audio")
+    if args.num_samples is not None:
+        common.err(f"note: {model.name} has an exact likelihood; --num-samples is not needed")
+    split = dataset.split(args.split)
+    n = len(split) if args.limit is None else min(args.limit, len(split))
+    given = conditioning_note(model)
+    common.err(
+        f"nll of {model.name} on {n} whole {args.split} utterances of {data} "
+        f"({model.likelihood_note()}{', ' + given if given else ''})"
+    )
+    return evaluate_audio(model, split, args.limit)
+
+
 def _ais(args: argparse.Namespace, model: Any, dataset: Any, x: Any) -> dict[str, Any]:
     """AIS under a Gaussian observation model (Wu et al. 2017), sigma from validation data."""
     from dgm.evaluation.ais import model_ais, model_ais_log_prob, pick_sigma
@@ -218,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
     common.check_levels(model, x, name)
     torch.manual_seed(args.seed)
     out: dict[str, Any] = {"model": model.name, "data": name, "split": args.split}
-    if "nll" in metrics:
+    if "nll" in metrics and dataset.spec.is_audio:  # whole utterances, bits per sample
+        out.update(_audio_nll(args, model, dataset, name))
+    elif "nll" in metrics:
         out.update(_nll(args, model, x, name))
     if "ais" in metrics:
         out.update(_ais(args, model, dataset, x))
@@ -277,6 +297,13 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
                 f"  -elbo {out['elbo_nats']:.3f} ± {out['elbo_sem']:.3f} nats per "
                 f"{out.get('unit', 'sentence')}"
             )
+        print(f"  {out['estimate']}")
+    elif "bits_per_sample" in out:  # audio: whole utterances
+        print(
+            f"  nll {out['bits_per_sample']:.4f} bits per sample ({out['nll_nats']:.1f} ± "
+            f"{out['nll_sem']:.1f} nats per utterance; {out['samples']} samples, "
+            f"{out['seconds']:.1f} s of audio)"
+        )
         print(f"  {out['estimate']}")
     elif "nll_nats" in out:
         print(f"  nll {out['nll_nats']:.3f} ± {out['nll_sem']:.3f} nats, {out['bpd']:.4f} bits/dim")

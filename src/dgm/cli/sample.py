@@ -5,7 +5,9 @@ take their sampler and number of steps from ``--set``. Models with a decoder
 default; ``--mode sample`` shows draws of p(x|z). Text models
 (:class:`~dgm.models.capabilities.TextModel`) print sentences, one a line (``--out FILE.txt``
 writes them), drawn with ``--temperature`` (0: greedy) and ``--top-p`` (nucleus sampling,
-Holtzman et al. 2020)."""
+Holtzman et al. 2020). Audio models (:class:`~dgm.models.capabilities.Waveform`) write ``.wav``
+files and a picture of their waveforms over spectrograms into a folder, given ``--label``,
+``--speaker`` and ``--seconds`` where the model takes them."""
 
 from __future__ import annotations
 
@@ -31,10 +33,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--out",
         default=None,
-        metavar="FILE.png|FILE.npy|FILE.npz|FILE.csv|FILE.txt",
+        metavar="FILE.png|FILE.npy|FILE.npz|FILE.csv|FILE.txt|FOLDER",
         help="where to write them: a picture, or an array (.csv: one row per sample, "
         "flattened, with a header) (default: RUN/samples-seedS.png); text models: a .txt "
-        "file, one sentence a line (default: print them)",
+        "file, one sentence a line (default: print them); audio models: a folder for the .wav "
+        "files and samples.png (default: RUN/samples-seedS/)",
     )
     s.add_argument("--seed", type=int, default=0, help="seeds the draws (default: 0)")
     s.add_argument(
@@ -68,6 +71,18 @@ def add_parser(sub: Any) -> None:
         "names, or an index 0..K-1",
     )
     s.add_argument(
+        "--speaker",
+        default=None,
+        metavar="NAME",
+        help="audio models conditioned on speakers: the speaker of every sample, by name",
+    )
+    s.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="audio models: seconds of audio per sample (default: the model's sample_seconds)",
+    )
+    s.add_argument(
         "--set",
         action="append",
         default=[],
@@ -82,7 +97,7 @@ def add_parser(sub: Any) -> None:
 MODES = ("mean", "sample")
 ARRAYS = (".npy", ".npz", ".csv")
 TEXT = ".txt"
-DEFAULT_N, DEFAULT_N_TEXT = 64, 10
+DEFAULT_N, DEFAULT_N_TEXT, DEFAULT_N_AUDIO = 64, 10, 8
 
 
 def choose_mode(model: Any, mode: str | None, suffix: str, temperature: float | None) -> str:
@@ -199,15 +214,30 @@ def run(args: argparse.Namespace) -> int:
     common.check_number(args.temperature, "--temperature", allow_zero=True)
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p:g}")
+    common.check_number(args.seconds, "--seconds")
+    folder_out = args.out is not None and (
+        Path(args.out).is_dir() or not Path(args.out).suffix or args.out.endswith("/")
+    )
     if args.out is not None:  # before the model loads: nothing drawn for nothing
-        if Path(args.out).suffix.lower() not in (".png", *ARRAYS, TEXT, ".smi"):
+        if not folder_out and Path(args.out).suffix.lower() not in (".png", *ARRAYS, TEXT, ".smi"):
             raise ConfigError(
                 f"--out {args.out}: use a .png (picture), .npy, .npz or .csv (array) file name, "
-                "or .txt for the sentences of a text model"
+                ".txt for the sentences of a text model, or a folder for the .wav files of an "
+                "audio model"
             )
-        common.check_output(args.out, "--out")
+        common.check_output(args.out, "--out", folder=folder_out)
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    if _is_audio_run(loaded):
+        return _run_audio(args, loaded, folder_out)
+    for flag, value in (("--speaker", args.speaker), ("--seconds", args.seconds)):
+        if value is not None:
+            raise ConfigError(f"{flag} is for audio models; {model.name} draws arrays; drop it")
+    if folder_out:
+        raise ConfigError(
+            f"--out {args.out} is a folder, for the .wav files of an audio model; {model.name} "
+            "draws arrays: give a .png, .npy, .npz or .csv file name"
+        )
     if molio.is_molecule_model(model):
         return _run_molecules(args, model)
     if textio.is_text_model(model):
@@ -262,6 +292,67 @@ def run(args: argparse.Namespace) -> int:
         data = _data_for_view(loaded) if tuple(spec.shape) == (2,) else None
         save_samples(x, spec, out, title=f"{model.name}: {what}", data=data)
     print(f"wrote {args.n} {what} to {out}")
+    return common.EXIT_OK
+
+
+def _is_audio_run(loaded: common.LoadedRun) -> bool:
+    from dgm.models.capabilities import Waveform
+
+    return isinstance(loaded.model, Waveform) and loaded.model.sample_rate is not None
+
+
+def _run_audio(args: argparse.Namespace, loaded: common.LoadedRun, folder_out: bool) -> int:
+    """Audio: ``-n`` utterances as .wav files (16-bit PCM at the model's rate) in a folder,
+    with samples.png (each waveform over its spectrogram); or an array of levels."""
+    import torch
+
+    from dgm.data import DataSpec
+    from dgm.models.capabilities import LabelConditional, SpeakerConditional
+    from dgm.plotting import save_audio_samples
+
+    model: Any = loaded.model
+    if args.mode == "mean" or args.top_p is not None or args.set:
+        flag = "--mode mean" if args.mode == "mean" else "--top-p" if args.top_p else "--set"
+        raise ConfigError(f"{model.name} draws audio one sample at a time; drop {flag}")
+    spec = DataSpec.from_dict(loaded.data_meta["spec"])
+    n = DEFAULT_N_AUDIO if args.n is None else args.n
+    kwargs: dict[str, Any] = {}
+    what = []
+    if args.temperature is not None:
+        kwargs["temperature"] = args.temperature
+    if args.label is not None:
+        if not (isinstance(model, LabelConditional) and model.conditional):
+            raise ConfigError(f"{model.name} was not trained with labels; drop --label")
+        kwargs["labels"] = spec.class_index(args.label)
+        what.append(f"label {spec.label_name(kwargs['labels'])}")
+    if args.speaker is not None:
+        if not (isinstance(model, SpeakerConditional) and model.num_speakers):
+            raise ConfigError(f"{model.name} was not trained with speakers; drop --speaker")
+        kwargs["speakers"] = spec.speaker_index(args.speaker)
+        what.append(f"speaker {args.speaker}")
+    if args.seconds is not None:
+        kwargs["length"] = max(1, round(args.seconds * model.sample_rate))
+    out = Path(args.out) if args.out else loaded.folder.path / f"samples-seed{args.seed}"
+    torch.manual_seed(args.seed)
+    x = model.sample(n, **kwargs).cpu()  # [n, L] levels
+    said = f"{n} samples" + (f" ({', '.join(what)})" if what else "")
+    if not folder_out and args.out is not None:
+        if out.suffix.lower() not in ARRAYS:
+            raise ConfigError(
+                f"--out {args.out}: audio samples go to a folder (.wav files and a picture) or "
+                "an array file (.npy, .npz, .csv)"
+            )
+        _write_array(x, out)
+        print(f"wrote {said} as levels to {out}")
+        return common.EXIT_OK
+    paths = save_audio_samples(
+        x, spec, out, out / "samples.png", title=f"{model.name}: {said}, {spec.sample_rate} Hz"
+    )
+    seconds = x.shape[1] / spec.sample_rate
+    print(
+        f"wrote {said} of {seconds:.2f} s at {spec.sample_rate} Hz to {out}/: "
+        f"{paths[0].name} .. {paths[-1].name}, samples.png"
+    )
     return common.EXIT_OK
 
 

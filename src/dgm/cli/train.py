@@ -205,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from dgm import registry
     from dgm.config import build, parse_set
     from dgm.data import load_dataset, summary_line
+    from dgm.data.audio import AUDIO_OPTIONS, pop_audio_options
     from dgm.data.text import TEXT_OPTIONS, pop_text_options, text_options
     from dgm.pipeline import train
     from dgm.runs import RunFolder
@@ -225,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     level_opts = _level_options(args, values)
     values.update(parse_set(args.set))
     text_opts = pop_text_options(values)  # data options (YAML or --set), not the model's
+    audio_opts = pop_audio_options(values)  # sample_rate, encoding, crop: how audio is read
     flags = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -273,6 +275,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--resume keeps the run's data; drop --set {next(iter(text_opts))}=..."
             )
         text_opts = saved_text
+        saved_audio = {k: meta[k] for k in AUDIO_OPTIONS if k in meta}
+        if audio_opts and audio_opts != saved_audio:
+            raise ConfigError(
+                f"--resume keeps the run's data; drop --set {next(iter(audio_opts))}=..."
+            )
+        audio_opts = saved_audio
     else:
         data = args.data or data or "digits"
         data_dir = args.data_dir or data_dir
@@ -296,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")
         reread = common.run_text_options(RunFolder(run), saved) if args.resume else {}
         dataset = load_dataset(
-            str(data), data_dir, **{**level_opts, **text_opts, **reread},
+            str(data), data_dir, **{**level_opts, **text_opts, **reread}, **audio_opts,
             molecules=entry.cls.molecules,
         )  # fmt: skip
     for note in dataset.notes:
@@ -313,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         resume=bool(args.resume),
         overwrite=args.overwrite,
-        data_meta=_data_meta(str(data), data_dir, {**level_opts, **text_opts}),
+        data_meta=_data_meta(str(data), data_dir, {**level_opts, **text_opts, **audio_opts}),
     )
     if results and "test_ppl" in results:  # text: bpd would be bits per token; say perplexity
         print(

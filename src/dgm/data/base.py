@@ -4,6 +4,9 @@ Discrete data is stored as float32 tensors holding integer levels ``0..levels-1`
 tensor type flows everywhere); continuous data has ``levels=None``. Images are ``(C, H, W)``;
 tabular data is ``(D,)``. Text is ``(max_len,)`` token ids with ``levels`` the vocabulary size
 and ``tokenizer`` its kind (:mod:`dgm.data.text`: one end token per row, padding after it).
+Audio (:mod:`dgm.data.audio`) is ``(crop,)``: the length of the training crops; each split holds
+whole utterances as levels (8-bit mu-law or linear 16-bit), padded with silence after each
+one's ``lengths``.
 """
 
 from __future__ import annotations
@@ -42,10 +45,15 @@ class DataSpec:
     property_std: tuple[float, ...] | None = None
     # molecules: the tokenizer's tokens in id order (a grammar model maps its terminals to ids)
     vocabulary: tuple[str, ...] | None = None
+    # audio: samples per second, how amplitudes became levels (mulaw | linear) and the names
+    # of the speakers (y[:, 1]); shape is (crop,), the training crops' length in samples
+    sample_rate: int | None = None
+    encoding: str | None = None
+    speakers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # JSON gives lists back
-        for key in ("properties", "property_mean", "property_std", "vocabulary"):
+        for key in ("properties", "property_mean", "property_std", "vocabulary", "speakers"):
             if getattr(self, key) is not None:
                 object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.class_names is None:
@@ -105,6 +113,22 @@ class DataSpec:
         return self.tokenizer is not None
 
     @property
+    def is_audio(self) -> bool:
+        """Waveforms: whole utterances of levels at ``sample_rate``, trained on crops."""
+        return self.sample_rate is not None
+
+    def speaker_index(self, speaker: str) -> int:
+        """The index of ``speaker`` (a name of :attr:`speakers`)."""
+        names = self.speakers or ()
+        if speaker in names:
+            return names.index(speaker)
+        if not names:
+            raise DataError(f"unknown speaker {speaker!r}; {self.name} names no speakers")
+        raise DataError(
+            f"unknown speaker {speaker!r}; the speakers of {self.name} are {', '.join(names)}"
+        )
+
+    @property
     def is_molecules(self) -> bool:
         """Molecules: text whose tokens are SMILES tokens or SELFIES symbols."""
         return self.tokenizer in ("smiles", "selfies")
@@ -127,16 +151,25 @@ class DataSpec:
 @dataclass
 class Split:
     """One split: ``x`` is ``[N, *shape]`` float32; ``y`` is ``[N]`` int64 labels, ``[N, P]``
-    float32 properties of molecules (``DataSpec.properties``), or None."""
+    float32 properties of molecules (``DataSpec.properties``), or None.
+
+    Audio: ``x`` is ``[N, L]``, N utterances padded with silence to the longest, ``lengths``
+    ``[N]`` int64 their own lengths; ``y`` is ``[N, 2]`` int64, the label and the speaker of
+    each (-1 where the data has none), or None."""
 
     x: Tensor
     y: Tensor | None = None
+    lengths: Tensor | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+        return Split(
+            self.x.to(device),
+            None if self.y is None else self.y.to(device),
+            None if self.lengths is None else self.lengths.to(device),
+        )
 
 
 @dataclass
@@ -168,8 +201,12 @@ class Dataset:
 
 
 def check_values(x: Tensor, spec: DataSpec, what: str) -> None:
-    """Raise a DataError if ``x`` (``[N, *shape]``) does not fit ``spec``."""
-    if tuple(x.shape[1:]) != tuple(spec.shape):
+    """Raise a DataError if ``x`` (``[N, *shape]``; audio ``[N, L]`` of any L) does not fit
+    ``spec``."""
+    if spec.is_audio:
+        if x.dim() != 2:
+            raise DataError(f"{what}: audio must be [N, L] (mono utterances), got {tuple(x.shape)}")
+    elif tuple(x.shape[1:]) != tuple(spec.shape):
         raise DataError(
             f"{what}: examples have shape {tuple(x.shape[1:])}, expected {tuple(spec.shape)}"
         )
@@ -225,6 +262,17 @@ def summary_line(ds: Dataset) -> str:
     spec = ds.spec
     where = ", ".join(s for s in (ds.kind, ds.source if ds.source != spec.name else "") if s)
     sizes = [len(ds.train), len(ds.val), len(ds.test)]
+    if spec.is_audio:
+        total = sum(
+            int(s.lengths.sum()) for s in (ds.train, ds.val, ds.test) if s.lengths is not None
+        )
+        speakers = f", {len(spec.speakers)} speakers" if spec.speakers else ""
+        return (
+            f"data: {spec.name}{f' ({where})' if where else ''}: {sum(sizes)} utterances, "
+            f"{total / spec.sample_rate / 60:.1f} min at {spec.sample_rate} Hz, "
+            f"{_levels_text(ds)}, {_classes_text(spec)}{speakers}, training crops of "
+            f"{spec.shape[0]} samples, split {'/'.join(map(str, sizes))}"
+        )
     if spec.is_molecules:
         props = f", properties {', '.join(spec.properties)}" if spec.properties else ""
         return (

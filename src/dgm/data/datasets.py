@@ -41,11 +41,12 @@ SPLIT_SEED = 0  # the permutation behind every shuffled split (caltech, frey, us
 BINARIZE_SEEDS = {"val": 1, "test": 2}  # the one fixed binarization of binarized-mnist val/test
 MNIST_TRAIN = 50_000  # the papers' train[:50000] / train[50000:] convention
 USER_FORMATS = (
-    "a folder of images, a .npy or .npz array, a .csv table, or text (a .txt file or a folder "
-    "of .txt files)"
+    "a folder of images, a .npy or .npz array, a .csv table, text (a .txt file or a folder "
+    "of .txt files), or audio (a folder of .wav files)"
 )
 TEXT_DATASETS = ("ptb", "tinyshakespeare")  # named text datasets: their loaders take text options
 MOLECULE_DATASETS = ("qm9", "zinc250k", "moses")  # named molecule datasets (dgm.data.molecules)
+AUDIO_DATASETS = ("fsdd",)  # named audio datasets (dgm.data.audio)
 USER_TEXT_MAX_LEN = 128  # user text: max_len is the longest line's tokens + 1, at most this
 SHAKESPEARE_MAX_LEN = 256  # tinyshakespeare's chunks: 255 tokens + the end token
 # the subfolder of the data folder that holds each named dataset's files
@@ -62,6 +63,7 @@ FOLDERS = {
     "qm9": "qm9",
     "zinc250k": "zinc250k",
     "moses": "moses",
+    "fsdd": "fsdd",
 }
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (  # Xiao et al. (2017), the labels 0..9
@@ -653,6 +655,11 @@ DATASETS: dict[str, tuple[str, Loader]] = {
         "MOSES benchmark molecules (SMILES), train/test, 10k of train validate (moses/)",
         partial(_load_molecules, "moses"),
     ),
+    "fsdd": (
+        "Free Spoken Digit Dataset: 8 kHz speech, 10 digits, 6 speakers; takes 0-4 test, 5-9 "
+        "val, 10-49 train (fsdd/)",
+        lambda root: _load_fsdd(root),
+    ),
     **{
         name: (desc, lambda root, name=name: load_toy(name)) for name, (desc, _) in SAMPLERS.items()
     },
@@ -943,6 +950,14 @@ def _is_text(path: Path, requested: bool) -> bool:
     return bool(texts) and not others
 
 
+def _is_audio(path: Path, asked: bool) -> bool:
+    """Whether user data at ``path`` is audio: a folder asked to be read as audio (an audio
+    option given), or a folder that holds ``.wav`` files at any depth."""
+    if not path.is_dir():
+        return False
+    return asked or any(p.suffix.lower() == ".wav" for p in path.rglob("*") if p.is_file())
+
+
 def _load_user(name: str, text: dict[str, Any] | None = None) -> Dataset:
     path = Path(name).expanduser()
     if not path.exists():
@@ -985,6 +1000,40 @@ def _load_user(name: str, text: dict[str, Any] | None = None) -> Dataset:
     raise _unknown(name, f"{path}: unsupported file type {suffix or '(no extension)'!r}")
 
 
+def _load_fsdd(root: Path, **audio: Any) -> Dataset:
+    from dgm.data.audio import load_fsdd
+
+    return load_fsdd(root / FOLDERS["fsdd"], **audio)
+
+
+def _load_audio(
+    name: str,
+    path: Path,
+    data_dir: str | Path | None,
+    audio: dict[str, Any],
+    text: dict[str, Any],
+    levels: int | None,
+    continuous: bool,
+) -> Dataset:
+    """fsdd or a user's folder of .wav files; text and level options are refused."""
+    from dgm.data.audio import load_audio_folder
+
+    if text:
+        raise DataError(f"{_text_option_names(text)}: text options, but {name} is audio: drop them")
+    if levels is not None or continuous:
+        flag = _levels_option() if levels is not None else _continuous_option()
+        raise DataError(
+            f"{flag} does not apply to audio ({name}): its levels are its encoding; use "
+            "--set encoding=mulaw|linear"
+        )
+    if name in AUDIO_DATASETS:
+        ds = _load_fsdd(_locate(name, data_dir), **audio)
+    else:
+        ds = load_audio_folder(path, seed=SPLIT_SEED, **audio)
+    _validate(ds)
+    return ds
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1001,6 +1050,12 @@ def _validate(ds: Dataset) -> None:
                 raise DataError(f"{what}: binarize data must be probabilities in [0, 1]")
         else:
             check_values(split.x, strict, what)
+        if spec.is_audio:
+            if split.lengths is None or split.lengths.shape != (len(split),):
+                raise DataError(f"{what}: audio needs the length of every utterance")
+            if split.y is not None and split.y.shape != (len(split), 2):
+                raise DataError(f"{what}: audio labels must be [N, 2] (label, speaker)")
+            continue
         if split.y is None:
             continue
         if spec.properties is not None:  # molecules: [N, P] properties, not labels
@@ -1115,6 +1170,9 @@ def load_dataset(
     representation: str | None = None,
     properties: str | Sequence[str] | None = None,
     molecules: bool = False,
+    sample_rate: int | None = None,
+    encoding: str | None = None,
+    crop: int | None = None,
 ) -> Dataset:
     """Load a named dataset (see :data:`DATASETS`) or user data from a path.
 
@@ -1137,6 +1195,10 @@ def load_dataset(
     column; :mod:`dgm.data.molecules`) take ``representation`` (smiles | selfies),
     ``max_len`` and ``properties`` (names, read into ``y``). ``molecules=True``: the caller
     models molecules, so data that is not molecules is refused with what was found.
+
+    Audio (``fsdd``, a folder of ``.wav`` files; :mod:`dgm.data.audio`) takes ``sample_rate``
+    (resample every file to it), ``encoding`` (mulaw | linear) and ``crop`` (samples per
+    training crop).
     """
     name = str(name_or_path)
     reuse = isinstance(tokenizer, TextTokenizer)
@@ -1155,6 +1217,18 @@ def load_dataset(
     }
     path = Path(name).expanduser()
     user = name not in DATASETS and path.exists()
+    audio = {
+        k: v
+        for k, v in (("sample_rate", sample_rate), ("encoding", encoding), ("crop", crop))
+        if v is not None
+    }
+    if name in AUDIO_DATASETS or (user and _is_audio(path, bool(audio))):
+        return _load_audio(name, path, data_dir, audio, given, levels, continuous)
+    if audio and (name in DATASETS or path.exists()):
+        raise DataError(
+            f"{', '.join(option(f'--set {k}', k) for k in audio)}: audio options, but {name} is "
+            f"not audio (audio is {', '.join(AUDIO_DATASETS)} or a folder of .wav files): drop them"
+        )
     is_molecules = name in MOLECULE_DATASETS or (user and _molecule_file(path, molecules))
     if molecules and not is_molecules:
         what = "a folder" if path.is_dir() else f"a {path.suffix or 'file'} file"

@@ -21,6 +21,7 @@ from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError, DataError, option
+from dgm.models.capabilities import Waveform
 
 Batch = Tensor | tuple[Tensor, Tensor | None] | list
 
@@ -300,6 +301,11 @@ class GenerativeModel(nn.Module):
                 f"{cls.name} models arrays; {spec.name} is molecules (strings of "
                 f"{spec.tokenizer.upper()} tokens): use mol-vae, char-rnn or a text model "
                 "(lstm-lm, transformer-lm, text-vae)"
+            )
+        if spec.is_audio and not issubclass(cls, Waveform):
+            raise DataError(
+                f"{cls.name} models arrays of a fixed shape; {spec.name} is audio (utterances at "
+                f"{spec.sample_rate} Hz): use wavenet"
             )
         if spec.is_text and not cls.text:
             raise DataError(

@@ -21,6 +21,8 @@ that does not declare it is never asked.
   units);
 - :class:`IterativeSampler`: draws made by a sampler in a number of steps, both chosen per
   call (diffusion models);
+- :class:`Waveform`: audio at a sample rate, scored as whole utterances of any length;
+- :class:`SpeakerConditional`: samples and scores given a speaker (audio);
 - :class:`AggressiveInference`: extra encoder-only updates before each step while the code's
   mutual information still rises (He et al. 2019).
 """
@@ -352,6 +354,59 @@ class AggressiveInference(LatentDiagnostics):
         """``loss(batch)`` with the encoder held fixed (no gradient reaches it)."""
 
 
+class Waveform(ABC):
+    """A model of audio: levels at ``sample_rate`` samples per second, trained on crops and
+    scored on whole utterances of any length; ``sample(n, length=...)`` draws ``[n, length]``.
+    ``y`` is the data's ``[B, 2]`` (label, speaker) or None."""
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int:
+        """Samples per second."""
+
+    @abstractmethod
+    def utterance_log_prob(self, x: Tensor, lengths: Tensor, y: Tensor | None = None) -> Tensor:
+        """log p of each utterance's first ``lengths[i]`` values (given its ``y`` where the
+        model is conditioned): ``[B, L]`` padded levels, ``[B]`` lengths -> ``[B]`` nats."""
+
+    @property
+    def conditioned_on(self) -> tuple[str, ...]:
+        """What ``utterance_log_prob`` reads from ``y`` (``label``, ``speaker``), for reports."""
+        return ()
+
+
+class SpeakerConditional(ABC):
+    """A model of speech told who speaks: ``sample(n, speakers=...)``; ``num_speakers`` is 0
+    when it was built without speakers."""
+
+    @property
+    @abstractmethod
+    def num_speakers(self) -> int:
+        """How many speakers it knows (0: none)."""
+
+    def speakers_for(self, n: int, speakers: Any = None) -> Tensor | None:
+        """The speaker of each of ``n`` draws ``[n]`` (long): the given indices checked (one
+        for all, or one each), uniform draws when none are given; None without speakers."""
+        k = self.num_speakers
+        device = self.device  # type: ignore[attr-defined]
+        if not k:
+            if speakers is not None:
+                raise ConfigError(
+                    f"speakers given, but this {self.name} is not conditioned on speakers"  # type: ignore[attr-defined]
+                )
+            return None
+        if speakers is None:
+            return torch.randint(k, (n,), device=device)
+        s = torch.as_tensor(speakers, device=device).long().reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(n)
+        if s.numel() != n:
+            raise DataError(f"need one speaker per sample: got {s.numel()} for {n} samples")
+        if s.min() < 0 or s.max() >= k:
+            raise DataError(f"speakers must lie in 0..{k - 1}, got {s.min()}..{s.max()}")
+        return s
+
+
 __all__ = [
     "Adversarial",
     "AggressiveInference",
@@ -367,7 +422,9 @@ __all__ = [
     "PropertyPredictor",
     "ReceptiveField",
     "Scheduled",
+    "SpeakerConditional",
     "StochasticAutoencoder",
     "TextModel",
     "Update",
+    "Waveform",
 ]

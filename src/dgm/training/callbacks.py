@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from dgm.data.base import DataSpec
 from dgm.models.capabilities import TextModel
-from dgm.plotting import save_curves, save_samples
+from dgm.plotting import AUDIO_PANELS, save_audio_samples, save_curves, save_samples
 from dgm.runs import RunFolder
 
 PROGRESS_EVERY = 60.0  # seconds between plain progress lines when there is no terminal
@@ -170,10 +170,14 @@ class SampleGrid(Callback):
         model = pl_module.eval_model  # type: ignore[attr-defined]
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            x = model.sample(self.n)
+        with torch.no_grad():  # audio: a few seconds, each drawn one sample at a time
+            x = model.sample(min(self.n, AUDIO_PANELS) if self.spec.is_audio else self.n)
         model.train(was_training)
-        if isinstance(model, TextModel) and model.tokenizer is not None:
+        if self.spec.is_audio:
+            save_audio_samples(
+                x, self.spec, self.run.samples_audio, self.run.samples_plot, title=f"epoch {epoch}"
+            )
+        elif isinstance(model, TextModel) and model.tokenizer is not None:
             self.run.write_samples_text(model.texts(x))
         elif not self.spec.is_text:
             save_samples(x, self.spec, self.run.samples_plot, title=f"epoch {epoch}")

@@ -44,6 +44,45 @@ class TensorData(torch.utils.data.Dataset):
         return self
 
 
+class CropData(TensorData):
+    """Audio: utterances ``[N, L]`` (padded, with their ``lengths``) served as crops of
+    ``crop`` samples, one per utterance, gathered in one indexing op.
+
+    Training crops start anywhere in their utterance (a fresh draw at every use, WaveNet's
+    random crops); validation crops are the fixed middle of each utterance, so the number that
+    picks the best epoch does not move with the draw. An utterance shorter than a crop is read
+    from its start, with the silence it was padded with after its end.
+    """
+
+    def __init__(self, split: Split, crop: int, random: bool, silence: float) -> None:
+        super().__init__(split)
+        if split.lengths is None:
+            raise ValueError("audio splits carry the length of each utterance")
+        self.lengths, self.crop, self.random = split.lengths, crop, random
+        if self.x.shape[1] < crop:  # every utterance is shorter than a crop: pad the tensor
+            self.x = torch.nn.functional.pad(
+                self.x,
+                (0, crop - self.x.shape[1]),
+                value=silence,
+            )
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor | None]:
+        idx = torch.as_tensor(indices, device=self.x.device)
+        room = (self.lengths[idx] - self.crop).clamp(min=0)  # [B] last possible start
+        if self.random:
+            start = (torch.rand(len(indices), device=self.x.device) * (room + 1)).long()
+        else:
+            start = room // 2
+        cols = start[:, None] + torch.arange(self.crop, device=self.x.device)  # [B, crop]
+        x = self.x[idx[:, None], cols]
+        return x, None if self.y is None else self.y[idx]
+
+    def to(self, device: torch.device) -> CropData:
+        super().to(device)
+        self.lengths = self.lengths.to(device)
+        return self
+
+
 def _as_batch(batch: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
     return batch  # __getitems__ already made the batch
 
@@ -54,8 +93,16 @@ class TensorDataModule(L.LightningDataModule):
         self.dataset = dataset
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.train = TensorData(dataset.train, binarize=dataset.spec.binarize)
-        self.val = TensorData(dataset.val)
+        spec = dataset.spec
+        if spec.is_audio:  # crops of the spec's length from whole utterances
+            from dgm.data.audio import silence_level
+
+            quiet = float(silence_level(spec.encoding or "mulaw", spec.levels or 256))
+            self.train: TensorData = CropData(dataset.train, spec.shape[0], True, quiet)
+            self.val: TensorData = CropData(dataset.val, spec.shape[0], False, quiet)
+        else:
+            self.train = TensorData(dataset.train, binarize=spec.binarize)
+            self.val = TensorData(dataset.val)
 
     def setup(self, stage: str | None = None) -> None:
         trainer = self.trainer

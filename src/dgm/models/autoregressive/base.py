@@ -88,14 +88,17 @@ class AutoregressiveModel(GenerativeModel):
         temperature: float = 1.0,
         state: Any = None,
         order: Iterable[int] | None = None,
+        length: int | None = None,
     ) -> Tensor:
         """``n`` draws ``[n, D]``, value by value in ``order`` (default 0..D-1), each from
         :meth:`conditional_params` with ``state``. Every model draws with the same calls in the same
-        order, so one seed gives the same samples with or without a cache."""
-        x = torch.zeros(n, self.dim, device=self.device)
-        steps = range(self.dim) if order is None else order
+        order, so one seed gives the same samples with or without a cache. ``length``: draw
+        sequences of that many values instead of D (audio, whose length is free)."""
+        size = self.dim if length is None else length
+        x = torch.zeros(n, size, device=self.device)
+        steps = range(size) if order is None else order
         # one network pass per value: minutes for big images, so shown where the CLI asks
-        for d in progress.track(steps, "sampling", total=self.dim, unit="values"):
+        for d in progress.track(steps, "sampling", total=size, unit="values"):
             params = self.conditional_params(x, d, state)  # [n, P, 1]
             x[:, d] = self.likelihood.sample(params, temperature)[:, 0]
         return x

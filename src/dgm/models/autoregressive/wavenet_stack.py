@@ -6,6 +6,12 @@ with gated units ``tanh(W_f * h) * sigmoid(W_g * h)``, 1x1 residual and skip con
 a ReLU -> 1x1 -> ReLU -> 1x1 head on the sum of the skips. Dilations double (1, 2, 4, ...) up
 to a maximum and the pattern repeats, so the receptive field grows exponentially with depth.
 
+Conditioning (the paper's section 2.5): a conditioning sequence ``h`` ``[B, C_h, L]`` enters
+every layer through a 1x1 projection added before the gate, ``tanh(W_f * x + V_f h) *
+sigmoid(W_g * x + V_g h)``. Global conditioning (a speaker, a class) is one vector per example,
+``[B, C_h, 1]``, broadcast over time; local conditioning (features at a lower rate) is upsampled
+to the sample rate by the caller, ``[B, C_h, L]``.
+
 Generation one step at a time follows Paine et al. 2016, "Fast WaveNet generation algorithm":
 every causal conv keeps a queue (a ring buffer) of the last ``(k - 1) * d + 1`` inputs it has
 seen, so a new step costs O(layers) instead of re-running the network over the whole prefix.
@@ -75,36 +81,59 @@ def _pointwise(conv: nn.Conv1d, v: Tensor) -> Tensor:
 
 
 class GatedResidualBlock(nn.Module):
-    """Dilated causal conv -> gated unit -> 1x1 skip out, 1x1 residual back into the stack.
+    """Dilated causal conv (+ 1x1 projection of the conditioning) -> gated unit -> 1x1 skip
+    out, 1x1 residual back into the stack.
 
     The last block of a stack has no residual conv: its residual output would reach nothing.
     """
 
     def __init__(
-        self, channels: int, skip_channels: int, kernel_size: int, dilation: int, residual: bool
+        self,
+        channels: int,
+        skip_channels: int,
+        kernel_size: int,
+        dilation: int,
+        residual: bool,
+        cond_channels: int = 0,
     ) -> None:
         super().__init__()
         self.conv = CausalConv1d(channels, 2 * channels, kernel_size, dilation=dilation)
         self.skip = nn.Conv1d(channels, skip_channels, 1)
         self.res = nn.Conv1d(channels, channels, 1) if residual else None
+        # V_f and V_g of the paper, one 1x1 conv for both halves; the dilated conv has the bias
+        self.cond = nn.Conv1d(cond_channels, 2 * channels, 1, bias=False) if cond_channels else None
 
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:  # [B, C, L] -> [B, C, L], [B, S, L]
-        z = gate(self.conv(h))  # [B, C, L]
+    def _gate(self, a: Tensor, cond: Tensor | None, project: bool) -> Tensor:
+        if self.cond is not None:
+            if cond is None:
+                raise ValueError("this WaveNet is conditioned: pass its conditioning")
+            a = a + (self.cond(cond) if project else _pointwise(self.cond, cond))
+        return gate(a)
+
+    def forward(
+        self, h: Tensor, cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:  # [B, C, L], [B, C_h, L or 1] -> [B, C, L], [B, S, L]
+        z = self._gate(self.conv(h), cond, project=True)  # [B, C, L]
         skip = self.skip(z)  # [B, S, L]
         return (h + self.res(z) if self.res is not None else h), skip
 
-    def step(self, h: Tensor, queue: Queue) -> tuple[Tensor, Tensor]:  # [B, C] -> [B, C], [B, S]
+    def step(
+        self, h: Tensor, queue: Queue, cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:  # [B, C], [B, C_h] -> [B, C], [B, S]
         """The same computation for one new time step, reading the past from ``queue``."""
-        z = gate(queue.push(h))  # [B, C]
+        z = self._gate(queue.push(h), cond, project=False)  # [B, C]
         skip = _pointwise(self.skip, z)
         return (h + _pointwise(self.res, z) if self.res is not None else h), skip
 
 
 class WaveNet(nn.Module):
-    """``[B, C_in, L] -> [B, C_out, L]`` where output ``t`` depends on inputs ``< t`` only;
-    the sizes from a :class:`~dgm.models.autoregressive.wavenet.WaveNetConfig`."""
+    """``[B, C_in, L] -> [B, C_out, L]`` where output ``t`` depends on inputs ``< t`` only
+    (and on the conditioning, when ``cond_channels`` > 0); the sizes from a
+    :class:`~dgm.models.autoregressive.wavenet.WaveNetConfig`."""
 
-    def __init__(self, in_channels: int, out_channels: int, c: WaveNetConfig) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, c: WaveNetConfig, cond_channels: int = 0
+    ) -> None:
         super().__init__()
         if c.max_dilation < 1 or c.stacks < 1 or c.kernel_size < 1:
             raise ValueError("need max_dilation >= 1, stacks >= 1 and kernel_size >= 1")
@@ -113,18 +142,25 @@ class WaveNet(nn.Module):
         dils = dilations(c.max_dilation, c.stacks)
         self.blocks = nn.ModuleList(
             GatedResidualBlock(
-                c.hidden, c.skip_channels, c.kernel_size, dilation=d, residual=i < len(dils) - 1
+                c.hidden,
+                c.skip_channels,
+                c.kernel_size,
+                dilation=d,
+                residual=i < len(dils) - 1,
+                cond_channels=cond_channels,
             )
             for i, d in enumerate(dils)
         )
         self.head1 = nn.Conv1d(c.skip_channels, c.head_channels, 1)
         self.head2 = nn.Conv1d(c.head_channels, out_channels, 1)
 
-    def forward(self, x: Tensor) -> Tensor:  # [B, C_in, L] -> [B, C_out, L]
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``[B, C_in, L]`` (and the conditioning ``[B, C_h, L]`` or ``[B, C_h, 1]``) ->
+        ``[B, C_out, L]``."""
         h = self.first(x)  # [B, C, L]
         skips: Tensor | int = 0
         for block in self.blocks:
-            h, s = block(h)
+            h, s = block(h, cond)
             skips = skips + s  # [B, S, L]
         return self.head2(F.relu(self.head1(F.relu(skips))))  # type: ignore[arg-type]
 
@@ -142,8 +178,9 @@ class WaveNet(nn.Module):
         convs = [self.first] + [b.conv for b in self.blocks]  # type: ignore[union-attr]
         return [Queue(c, batch, dtype, device=device) for c in convs]
 
-    def step(self, x_prev: Tensor, queues: list[Queue]) -> Tensor:
-        """Output at step ``t`` from the input at ``t - 1``: ``[B, C_in] -> [B, C_out]``.
+    def step(self, x_prev: Tensor, queues: list[Queue], cond: Tensor | None = None) -> Tensor:
+        """Output at step ``t`` from the input at ``t - 1`` (and the conditioning at ``t``,
+        ``[B, C_h]``): ``[B, C_in] -> [B, C_out]``.
 
         Call with ``t = 0, 1, 2, ...`` in turn; at ``t = 0`` pass zeros (the padding). The
         exclusive input layer's output at ``t`` is an inclusive conv's output at ``t - 1``, so
@@ -152,6 +189,6 @@ class WaveNet(nn.Module):
         h = queues[0].push(x_prev)  # [B, C]
         skips: Tensor | int = 0
         for block, queue in zip(self.blocks, queues[1:]):
-            h, s = block.step(h, queue)  # type: ignore[operator]
+            h, s = block.step(h, queue, cond)  # type: ignore[operator]
             skips = skips + s  # [B, S]
         return _pointwise(self.head2, F.relu(_pointwise(self.head1, F.relu(skips))))  # type: ignore[arg-type]
