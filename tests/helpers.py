@@ -65,6 +65,23 @@ TINY: dict[str, dict] = {
         "max_dilation": 4,
         "stacks": 1,
     },
+    # audio only: the contract suite gives it tiny_wav_folder's utterances (crops of 200
+    # samples at 8 kHz, so sample_seconds draws a crop's length)
+    "vqvae-audio": {
+        "num_codes": 8,
+        "code_dim": 4,
+        "hidden": 8,
+        "downsample": 2,
+        "embedding": 4,
+        "decoder_hidden": 8,
+        "decoder_skip": 8,
+        "decoder_max_dilation": 4,
+        "decoder_stacks": 1,
+        "prior_hidden": 8,
+        "prior_max_dilation": 2,
+        "prior_stacks": 1,
+        "sample_seconds": 0.025,
+    },
     # diffusion: few steps, loose ODE tolerances (the maths is tested in tests/test_diffusion_*)
     "ddpm": {"hidden": 8, "blocks": 1, "timesteps": 20, "steps": 20},
     "vdm": {"hidden": 8, "blocks": 1, "schedule_hidden": 16, "steps": 20},
@@ -172,6 +189,10 @@ def _variants() -> list[tuple[str, str, dict]]:
         ("vqvae-no-ema", "vqvae", {**TINY["vqvae"], "ema": False}),
         ("hybrid-flow-linear", "hybrid-flow", {**TINY["hybrid-flow"], "head": "linear"}),
     ]
+    # wavenet on audio (tiny_wav_folder's utterances), told the label and the speaker
+    audio = {**TINY["wavenet"], "condition": "label+speaker", "embedding": 4}
+    out.append(("wavenet-audio", "wavenet", {**audio, "sample_seconds": 0.025}))
+    out.append(("vqvae-audio-no-speaker", "vqvae-audio", {**TINY["vqvae-audio"], "speaker": False}))
     for name in ("arm", "wavenet", "made", "pixelcnn"):
         out.append((f"{name}-logistic", name, {**TINY[name], "likelihood": "logistic-mixture"}))
     masks = {"input": "onehot", "order": "random", "num_masks": 3, "ensemble": 2}
@@ -190,6 +211,26 @@ VARIANTS = _variants()
 
 
 TEXT_WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "and", "saw"]
+
+
+def tiny_wav_folder(path: Path, rate: int = 8000) -> Path:
+    """FSDD-style wav files (2 labels x 2 speakers x 12 takes: takes 0-4 test, 5-9 val, 10-11
+    train), tones with noise of 0.02-0.1 s (whole multiples of 8 samples), 16-bit at
+    ``rate``: audio data for the contract suite and the audio tests."""
+    import numpy as np
+    from scipy.io import wavfile
+
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for label, freq in ((0, 300.0), (1, 700.0)):
+        for speaker, pitch in (("ann", 1.0), ("bob", 1.3)):
+            for take in range(12):
+                n = 8 * (20 + 10 * (take % 9))
+                t = np.arange(n) / rate
+                x = 0.4 * np.sin(2 * np.pi * freq * pitch * t) + rng.normal(0, 0.05, n)
+                pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+                wavfile.write(path / f"{label}_{speaker}_{take}.wav", rate, pcm)
+    return path
 
 
 def tiny_text_file(path: Path, lines: int = 60, seed: int = 0) -> Path:

@@ -23,10 +23,12 @@ from dgm.models.capabilities import (
     LabelConditional,
     LatentDiagnostics,
     ReceptiveField,
+    SpeakerConditional,
     StochasticAutoencoder,
+    Waveform,
 )
 from tests.device_guard import exercise
-from tests.helpers import TINY, VARIANTS, tiny_smiles_file, tiny_text_file
+from tests.helpers import TINY, VARIANTS, tiny_smiles_file, tiny_text_file, tiny_wav_folder
 
 CASES = [(name, name, cfg) for name, cfg in sorted(TINY.items())] + VARIANTS
 
@@ -58,11 +60,21 @@ def molecule_data(tmp_path_factory):
     return load_dataset(tiny_smiles_file(folder / "tiny.smi"), properties="logp,qed")
 
 
+@pytest.fixture(scope="session")
+def audio_data(tmp_path_factory):
+    """Utterances for the audio models: labels and speakers, crops of 200 samples."""
+    from dgm.data import load_dataset
+
+    return load_dataset(str(tiny_wav_folder(tmp_path_factory.mktemp("wavs") / "w")), crop=200)
+
+
 @pytest.fixture
-def data(case, digits, text_data, molecule_data):
+def data(case, digits, text_data, molecule_data, audio_data):
     """The data the case's model takes: molecules for molecule models, text for text models,
-    the digits for the rest."""
+    audio for audio models (and the audio variants), the digits for the rest."""
     cls = registry.get(case[1]).cls
+    if cls.audio or "audio" in case[0]:
+        return audio_data
     return molecule_data if cls.molecules else text_data if cls.text else digits
 
 
@@ -166,27 +178,50 @@ def test_declared_capabilities_keep_their_promises(model, data):
     if isinstance(model, LabelConditional):
         if model.conditional:
             assert model.num_classes == data.spec.num_classes
-            assert model.sample(4, labels=[0, 1, 2, 3]).shape == (4, *x.shape[1:])
+            labels = [i % model.num_classes for i in range(4)]
+            shape = (4, *(data.spec.shape if data.spec.is_audio else x.shape[1:]))
+            assert model.sample(4, labels=labels).shape == shape
         else:
             assert model.num_classes == 0 and model.labels_for(3) is None
         checked += 1
     if isinstance(model, ReceptiveField):
         assert model.receptive_field > 0
         checked += 1
+    if isinstance(model, Waveform) and data.spec.is_audio:
+        # whole utterances: each scored over its own length, as log_prob scores it alone
+        test = data.test
+        y = test.y[:3] if model.conditioned_on else None
+        lp = model.utterance_log_prob(test.x[:3], test.lengths[:3], y)
+        for i in range(3):
+            n = int(test.lengths[i])
+            alone = model.log_prob(test.x[i : i + 1, :n], None if y is None else y[i : i + 1])
+            torch.testing.assert_close(lp[i : i + 1], alone, rtol=1e-4, atol=1e-3)
+        assert model.sample_rate == data.spec.sample_rate
+        checked += 1
+    if isinstance(model, SpeakerConditional):
+        if model.num_speakers:
+            assert model.num_speakers == len(data.spec.speakers)
+            assert model.sample(2, speakers=[0, 1]).shape[0] == 2
+        else:
+            assert model.speakers_for(3) is None
+        checked += 1
     declared = (
         Autoencoder, Classifier, EvidenceBound, LabelConditional, ReceptiveField,
-        StochasticAutoencoder,
+        StochasticAutoencoder, SpeakerConditional,
     )  # fmt: skip
+    checked -= isinstance(model, Waveform) and data.spec.is_audio
     assert checked == sum(isinstance(model, c) for c in declared)
 
 
-# molecule models run their two epochs in tests/test_molecules.py, on a .smi file
+# molecule models run their two epochs in tests/test_molecules.py, on a .smi file; audio
+# models theirs in tests/test_audio_cli.py, on wav files
 MOLECULES = {name for name in TINY if registry.get(name).cls.molecules}
+AUDIO = {name for name in TINY if registry.get(name).cls.audio}
 TEXT = sorted(name for name in TINY if registry.get(name).cls.text and name not in MOLECULES)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(TINY) - set(TEXT) - MOLECULES))
+@pytest.mark.parametrize("name", sorted(set(TINY) - set(TEXT) - MOLECULES - AUDIO))
 def test_two_epoch_cli_run_on_digits(name, tmp_path, run_cli):
     sets = [a for k, v in TINY[name].items() for a in ("--set", f"{k}={v}")]
     run = tmp_path / name

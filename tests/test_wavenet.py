@@ -9,7 +9,7 @@ import torch
 
 import dgm
 import dgm.models.autoregressive.wavenet  # registers "wavenet"
-from dgm.models.autoregressive.wavenet_stack import WaveNet, dilations
+from dgm.nn.wavenet import WaveNet, dilations
 
 # small enough for the whole file to run in a few seconds on one core
 TINY = {"hidden": 8, "skip_channels": 8, "head_channels": 8, "max_dilation": 4, "stacks": 1}

@@ -1,7 +1,8 @@
 """The ``dgm`` command: one module per command (``list``, ``train``, ``eval``, ``sample``,
-``reconstruct``, ``interpolate``, ``detect``, ``ood``), each with its parser (``add_parser``)
-and its ``run``; :mod:`dgm.cli.common` holds what they share (docs/architecture.md, "The
-command line"), :mod:`dgm.cli.text` what the commands share for text models.
+``reconstruct``, ``interpolate``, ``detect``, ``optimize``, ``ood``, ``convert``), each with its
+parser (``add_parser``) and its ``run``; :mod:`dgm.cli.common` holds what they share
+(docs/architecture.md, "The command line"), :mod:`dgm.cli.text` what the commands share for
+text models.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line on stderr), 1 internal error, 130
 interrupted (Ctrl-C; SIGTERM too during training, which leaves the run resumable).
@@ -17,7 +18,18 @@ import sys
 from types import ModuleType
 
 from dgm import progress
-from dgm.cli import detect, eval, interpolate, list, ood, optimize, reconstruct, sample, train
+from dgm.cli import (
+    convert,
+    detect,
+    eval,
+    interpolate,
+    list,
+    ood,
+    optimize,
+    reconstruct,
+    sample,
+    train,
+)
 from dgm.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser, err
 from dgm.errors import DgmError, Interrupted, command_line
 
@@ -34,6 +46,7 @@ COMMANDS: dict[str, ModuleType] = {
     "detect": detect,
     "optimize": optimize,
     "ood": ood,
+    "convert": convert,
 }
 
 

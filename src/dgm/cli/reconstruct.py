@@ -1,7 +1,9 @@
 """``dgm reconstruct RUN``: inputs next to their reconstructions, for models that encode
 (:class:`~dgm.models.capabilities.Autoencoder`): a picture for images; for a latent text model
 the sentences given (``dgm reconstruct RUN "a sentence" ...``, else the split's first ``-n``)
-and the greedy decode of each one's posterior mean, printed."""
+and the greedy decode of each one's posterior mean, printed; for audio (``vqvae`` on audio) each
+input utterance and its reconstruction as .wav files side by side in a folder, with a picture
+of both."""
 
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ def add_parser(sub: Any) -> None:
     r.add_argument(
         "--out",
         default=None,
-        metavar="FILE.png|FILE.txt",
+        metavar="FILE.png|FILE.txt|FOLDER",
         help="default: RUN/reconstructions.png; text: FILE.txt also keeps the printed lines "
-        "(default: print only)",
+        "(default: print only); audio: a folder for the wav files and reconstructions.png "
+        "(default: RUN/reconstructions/)",
     )
     r.add_argument("--seed", type=int, default=0, help="seeds any draws (default: 0)")
     common.add_device(r)
@@ -46,11 +49,22 @@ def run(args: argparse.Namespace) -> int:
     from dgm.plotting import save_reconstructions
 
     common.check_positive(args.n, "-n")
-    if args.out is not None and Path(args.out).suffix.lower() not in (".png", ".txt"):
-        raise ConfigError(f"--out {args.out}: use a .png (or, for text, .txt) file name")
-    common.check_output(args.out, "--out")
+    folder = args.out is not None and (Path(args.out).is_dir() or not Path(args.out).suffix)
+    if (
+        args.out is not None
+        and not folder
+        and Path(args.out).suffix.lower() not in (".png", ".txt")
+    ):
+        raise ConfigError(
+            f"--out {args.out}: use a .png (or, for text, .txt) file name, or a folder for audio"
+        )
+    common.check_output(args.out, "--out", folder=folder)
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    if _is_audio(model):
+        return _run_audio(args, loaded)
+    if folder:
+        raise ConfigError(f"--out {args.out} is a folder, for audio; {model.name} needs a .png")
     if textio.is_text_model(model):
         return _run_text(args, loaded)
     if args.sentences:
@@ -74,6 +88,57 @@ def run(args: argparse.Namespace) -> int:
     title = f"{model.name}: inputs ({args.split} split) and their reconstructions"
     save_reconstructions(x, recon, dataset.spec, out, title=title)
     print(f"wrote {len(x)} inputs and their reconstructions to {out}")
+    return common.EXIT_OK
+
+
+def _is_audio(model: Any) -> bool:
+    from dgm.models.capabilities import Autoencoder, Waveform
+
+    return isinstance(model, Waveform) and isinstance(model, Autoencoder)
+
+
+def _run_audio(args: argparse.Namespace, loaded: common.LoadedRun) -> int:
+    """The split's first ``-n`` utterances (default 4) and their reconstructions, each drawn
+    from p(x | codes(x), its own speaker): input-XX.wav and reconstruction-XX.wav in a folder,
+    and reconstructions.png (each input over its reconstruction)."""
+    import torch
+
+    from dgm.data.audio import decode, write_wav
+    from dgm.plotting import save_audio_figure
+
+    model: Any = loaded.model
+    dataset = loaded.dataset(args.data, args.data_dir)
+    spec = dataset.spec
+    split = dataset.split(args.split)
+    n = min(4 if args.n is None else args.n, len(split))
+    out = Path(args.out) if args.out else loaded.folder.path / "reconstructions"
+    torch.manual_seed(args.seed)
+    inputs, recons, titles = [], [], []
+    for i in range(n):  # one at a time: each its own length, each decoded sample by sample
+        x = split.x[i : i + 1, : int(split.lengths[i])].to(model.device)
+        y = None if split.y is None else split.y[i : i + 1].to(model.device)
+        inputs.append(x.cpu())
+        recons.append(model.reconstruct(x, y).cpu())
+        who = []
+        if split.y is not None and int(split.y[i, 0]) >= 0:
+            who.append(f"label {spec.label_name(int(split.y[i, 0]))}")
+        if split.y is not None and int(split.y[i, 1]) >= 0 and spec.speakers:
+            who.append(f"speaker {spec.speakers[int(split.y[i, 1])]}")
+        titles += [f"input {i}" + (f" ({', '.join(who)})" if who else ""), f"reconstruction {i}"]
+    out.mkdir(parents=True, exist_ok=True)
+    waves = []
+    for i, pair in enumerate(zip(inputs, recons)):
+        for stem, levels in zip(("input", "reconstruction"), pair):
+            wave = decode(levels[0], spec.encoding or "mulaw", spec.levels).numpy()
+            write_wav(out / f"{stem}-{i:02d}.wav", wave, spec.sample_rate or 1)
+            waves.append(wave)
+    picture = out / "reconstructions.png"
+    what = f"{model.name}: {args.split} utterances and their reconstructions"
+    save_audio_figure(waves, spec.sample_rate or 1, picture, titles, title=what)
+    print(
+        f"wrote {n} inputs and their reconstructions to {out}/ (input-XX.wav, "
+        "reconstruction-XX.wav, reconstructions.png)"
+    )
     return common.EXIT_OK
 
 

@@ -1003,6 +1003,12 @@ def _load_user(name: str, text: dict[str, Any] | None = None) -> Dataset:
 def _load_fsdd(root: Path, **audio: Any) -> Dataset:
     from dgm.data.audio import load_fsdd
 
+    where = f"{FOLDERS['fsdd']}/recordings/"
+    if not (root / where).is_dir():
+        raise DataError(
+            f"fsdd: {where} not found in the data folder {root}; pass {_data_dir_option()} or "
+            f"set $DGM_DATA to a folder that holds {where}"
+        )
     return load_fsdd(root / FOLDERS["fsdd"], **audio)
 
 

@@ -207,6 +207,8 @@ class GenerativeModel(nn.Module):
     # models of molecules only (dgm.models.molecules): their data loads as molecules, and a
     # dataset of anything else is refused with what molecules are
     molecules: ClassVar[bool] = False
+    # models of audio only (vqvae-audio): a dataset of anything else is refused
+    audio: ClassVar[bool] = False
     # data options the family reads unless the user gives them (mol-vae: the properties its
     # head predicts); kept with the run's data like the user's own
     data_defaults: ClassVar[dict[str, Any]] = {}
@@ -222,6 +224,9 @@ class GenerativeModel(nn.Module):
     sizing_note: ClassVar[str] = ""
     # training settings this family needs by default (the user's --set wins), e.g. a GAN's lr
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # models this name builds for other kinds of data (``for_data`` picks one: vqvae on audio
+    # is vqvae-audio); their options are accepted under this name too
+    also_builds: ClassVar[tuple[type[GenerativeModel], ...]] = ()
     # what the trainer suggests when the loss turns NaN or infinite
     divergence_advice: ClassVar[str] = (
         "lower the learning rate (the option lr) or clip gradients (grad_clip=1)"

@@ -23,6 +23,7 @@ that does not declare it is never asked.
   call (diffusion models);
 - :class:`Waveform`: audio at a sample rate, scored as whole utterances of any length;
 - :class:`SpeakerConditional`: samples and scores given a speaker (audio);
+- :class:`VoiceConverter`: an utterance re-spoken in another speaker's voice;
 - :class:`AggressiveInference`: extra encoder-only updates before each step while the code's
   mutual information still rises (He et al. 2019).
 """
@@ -405,6 +406,16 @@ class SpeakerConditional(ABC):
         if s.min() < 0 or s.max() >= k:
             raise DataError(f"speakers must lie in 0..{k - 1}, got {s.min()}..{s.max()}")
         return s
+
+
+class VoiceConverter(SpeakerConditional):
+    """Speech re-spoken by another speaker: the content of ``x`` kept, the voice of
+    ``speakers`` (van den Oord et al. 2017, sec. 4.3)."""
+
+    @abstractmethod
+    def convert(self, x: Tensor, speakers: Any, temperature: float = 1.0) -> Tensor:
+        """``x`` ``[B, L]`` levels -> ``[B, L]`` levels in the voice of ``speakers`` (one
+        index for all, or one each)."""
 
 
 __all__ = [

@@ -99,6 +99,8 @@ def split_options(model_cls: Any, values: dict[str, Any]) -> tuple[dict, dict]:
     from dgm.errors import ConfigError
 
     model_keys, train_keys = set(field_types(model_cls.Config)), set(field_types(TrainConfig))
+    for other in model_cls.also_builds:  # vqvae's audio options, for vqvae on audio
+        model_keys |= set(field_types(other.Config))
     model_opts, train_opts = {}, {}
     for key, value in values.items():
         if key in model_cls.DATA_FIELDS and key in model_keys:

@@ -30,7 +30,6 @@ from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError, DataError
 from dgm.models.autoregressive.base import AutoregressiveModel, InputEncoding
-from dgm.models.autoregressive.wavenet_stack import WaveNet as WaveNetStack
 from dgm.models.base import Batch, DiscreteConfig, unpack
 from dgm.models.capabilities import (
     LabelConditional,
@@ -38,6 +37,8 @@ from dgm.models.capabilities import (
     SpeakerConditional,
     Waveform,
 )
+from dgm.nn.wavenet import WaveNet as WaveNetStack
+from dgm.nn.wavenet import dilations
 from dgm.registry import register
 
 # what each value of `condition` conditions on; fsdd's label is the spoken digit
@@ -139,7 +140,16 @@ class WaveNet(AutoregressiveModel, ReceptiveField, LabelConditional, SpeakerCond
             nn.Embedding(c.num_speakers or 0, c.embedding) if "speaker" in self.factors else None
         )
         cond = c.embedding * len(self.factors)
-        self.net = WaveNetStack(self.in_channels, self.likelihood.params_per_dim, c, cond)
+        self.net = WaveNetStack(
+            self.in_channels,
+            self.likelihood.params_per_dim,
+            hidden=c.hidden,
+            skip_channels=c.skip_channels,
+            head_channels=c.head_channels,
+            kernel_size=c.kernel_size,
+            dilations=dilations(c.max_dilation, c.stacks),
+            cond_channels=cond,
+        )
 
     # -- the data it takes --------------------------------------------------------------------
     @classmethod

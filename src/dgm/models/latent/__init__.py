@@ -6,7 +6,8 @@ a decoder p(x|z), an amortised posterior q(z|x), and importance-sampled likeliho
 - ``hvae``: two stochastic layers z2 -> z1 -> x (Tomczak & Welling 2018);
 - ``svae``: codes on the hypersphere with a von Mises-Fisher or Power Spherical posterior
   (Davidson et al. 2018);
-- ``vqvae``: discrete codes with a learned autoregressive prior (van den Oord et al. 2017).
+- ``vqvae``: discrete codes with a learned autoregressive prior (van den Oord et al. 2017);
+  ``vqvae-audio``, the paper's model of waveforms (what ``vqvae`` builds on audio).
 """
 
 from dgm.models.latent.base import LatentConfig, LatentModel, PriorConfig
@@ -14,12 +15,15 @@ from dgm.models.latent.hvae import HVAE, HVAEConfig
 from dgm.models.latent.svae import SVAE, SVAEConfig
 from dgm.models.latent.vae import VAE, VAEConfig
 from dgm.models.latent.vqvae import VQVAE, VQVAEConfig
+from dgm.models.latent.vqvae_audio import AudioVQVAE, AudioVQVAEConfig
 
 __all__ = [
     "HVAE",
     "SVAE",
     "VAE",
     "VQVAE",
+    "AudioVQVAE",
+    "AudioVQVAEConfig",
     "HVAEConfig",
     "LatentConfig",
     "LatentModel",

@@ -26,6 +26,7 @@ x ~ p(x | c).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,7 @@ from dgm.models.base import Batch, DiscreteConfig, GenerativeModel, check_num_sa
 from dgm.models.capabilities import Autoencoder, DecoderMean
 from dgm.models.latent.base import likelihood_mean
 from dgm.models.latent.vq import VectorQuantizer, VQDecoder, VQEncoder, auto_downsample
+from dgm.models.latent.vqvae_audio import AudioVQVAE
 from dgm.nn.activations import Activation
 from dgm.nn.pixelcnn import GatedPixelCNNNet
 from dgm.registry import register
@@ -107,6 +109,7 @@ class VQVAE(GenerativeModel, Autoencoder, DecoderMean):
     default_eval_samples = 1  # log_prob is deterministic: more samples change nothing
     discrete_only = True
     config: VQVAEConfig
+    also_builds = (AudioVQVAE,)  # on audio, `vqvae` is the paper's audio model
 
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__(config)
@@ -141,6 +144,19 @@ class VQVAE(GenerativeModel, Autoencoder, DecoderMean):
             dropout=c.prior_dropout,
         )
         self._codes = Categorical(c.num_codes)
+
+    @classmethod
+    def for_data(cls, spec: DataSpec, **overrides: Any) -> GenerativeModel:
+        """The image VQ-VAE, or on audio the paper's audio model (``vqvae-audio``)."""
+        if spec.is_audio:
+            return AudioVQVAE.for_data(spec, **overrides)
+        return super().for_data(spec, **overrides)
+
+    @classmethod
+    def train_defaults_for(cls, spec: DataSpec) -> dict[str, Any]:
+        if spec.is_audio:
+            return AudioVQVAE.train_defaults_for(spec)
+        return super().train_defaults_for(spec)
 
     @classmethod
     def check_spec(cls, spec: DataSpec) -> None:

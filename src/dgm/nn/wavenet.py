@@ -19,16 +19,13 @@ seen, so a new step costs O(layers) instead of re-running the network over the w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.nn.causal import CausalConv1d
-
-if TYPE_CHECKING:
-    from dgm.models.autoregressive.wavenet import WaveNetConfig
 
 
 def dilations(max_dilation: int, stacks: int) -> list[int]:
@@ -128,31 +125,41 @@ class GatedResidualBlock(nn.Module):
 
 class WaveNet(nn.Module):
     """``[B, C_in, L] -> [B, C_out, L]`` where output ``t`` depends on inputs ``< t`` only
-    (and on the conditioning, when ``cond_channels`` > 0); the sizes from a
-    :class:`~dgm.models.autoregressive.wavenet.WaveNetConfig`."""
+    (and on the conditioning, when ``cond_channels`` > 0): ``hidden`` residual channels,
+    ``skip_channels``, a head of ``head_channels``, one gated block per dilation (see
+    :func:`dilations`)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, c: WaveNetConfig, cond_channels: int = 0
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        hidden: int,
+        skip_channels: int,
+        head_channels: int,
+        kernel_size: int,
+        dilations: Sequence[int],
+        cond_channels: int = 0,
     ) -> None:
         super().__init__()
-        if c.max_dilation < 1 or c.stacks < 1 or c.kernel_size < 1:
-            raise ValueError("need max_dilation >= 1, stacks >= 1 and kernel_size >= 1")
+        if not dilations or min(dilations) < 1 or kernel_size < 1:
+            raise ValueError("need at least one dilation, all >= 1, and kernel_size >= 1")
         # exclusive: shifts everything one step right, so no output sees its own input
-        self.first = CausalConv1d(in_channels, c.hidden, c.kernel_size, exclusive=True)
-        dils = dilations(c.max_dilation, c.stacks)
+        self.first = CausalConv1d(in_channels, hidden, kernel_size, exclusive=True)
+        dils = list(dilations)
         self.blocks = nn.ModuleList(
             GatedResidualBlock(
-                c.hidden,
-                c.skip_channels,
-                c.kernel_size,
+                hidden,
+                skip_channels,
+                kernel_size,
                 dilation=d,
                 residual=i < len(dils) - 1,
                 cond_channels=cond_channels,
             )
             for i, d in enumerate(dils)
         )
-        self.head1 = nn.Conv1d(c.skip_channels, c.head_channels, 1)
-        self.head2 = nn.Conv1d(c.head_channels, out_channels, 1)
+        self.head1 = nn.Conv1d(skip_channels, head_channels, 1)
+        self.head2 = nn.Conv1d(head_channels, out_channels, 1)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """``[B, C_in, L]`` (and the conditioning ``[B, C_h, L]`` or ``[B, C_h, 1]``) ->
