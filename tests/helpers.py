@@ -213,9 +213,9 @@ VARIANTS = _variants()
 TEXT_WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "and", "saw"]
 
 
-def tiny_wav_folder(path: Path, rate: int = 8000) -> Path:
-    """FSDD-style wav files (2 labels x 2 speakers x 12 takes: takes 0-4 test, 5-9 val, 10-11
-    train), tones with noise of 0.02-0.1 s (whole multiples of 8 samples), 16-bit at
+def tiny_wav_folder(path: Path, rate: int = 8000, takes: int = 12) -> Path:
+    """FSDD-style wav files (2 labels x 2 speakers x ``takes`` takes: takes 0-4 test, 5-9 val,
+    10 and on train), tones with noise of 0.02-0.1 s (whole multiples of 8 samples), 16-bit at
     ``rate``: audio data for the contract suite and the audio tests."""
     import numpy as np
     from scipy.io import wavfile
@@ -224,7 +224,7 @@ def tiny_wav_folder(path: Path, rate: int = 8000) -> Path:
     rng = np.random.default_rng(0)
     for label, freq in ((0, 300.0), (1, 700.0)):
         for speaker, pitch in (("ann", 1.0), ("bob", 1.3)):
-            for take in range(12):
+            for take in range(takes):
                 n = 8 * (20 + 10 * (take % 9))
                 t = np.arange(n) / rate
                 x = 0.4 * np.sin(2 * np.pi * freq * pitch * t) + rng.normal(0, 0.05, n)

@@ -182,3 +182,20 @@ def test_vqvae_on_wav_files_end_to_end(run_cli, wavs, tmp_path):
         "convert", run, fast, "--speaker", "bob", "--out", tmp_path / "f.wav", "--resample"
     )
     assert code == 0 and len(read_wav(tmp_path / "f.wav")[0]) == 400, err
+
+
+def test_evaluation_reports_the_bounds_parts_and_the_codebook_use():
+    """bits per sample = reconstruction + prior bits per sample (given each speaker); the
+    codebook's perplexity lies in [1, codes used]."""
+    from dgm.data.base import Split
+    from dgm.evaluation.audio import evaluate_audio
+
+    model = _model(levels=4)
+    torch.manual_seed(0)
+    lengths = torch.tensor([9, 4, 13])
+    x = torch.randint(0, 4, (3, 13)).double()
+    y = torch.tensor([[0, 1], [0, 0], [0, 1]])
+    out = evaluate_audio(model, Split(x, y, lengths))
+    parts = out["recon_bits_per_sample"] + out["prior_bits_per_sample"]
+    assert parts == pytest.approx(out["bits_per_sample"], rel=1e-9)
+    assert 1 <= out["codebook_perplexity"] <= out["codes_used"] <= 3

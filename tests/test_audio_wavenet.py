@@ -177,3 +177,29 @@ def test_crops_stay_inside_their_utterances(random):
             assert 0 <= start <= max(int(lengths[i]) - crop, 0)
             if not random:
                 assert start == max(int(lengths[i]) - crop, 0) // 2
+
+
+def test_linear_16_bit_audio_takes_a_logistic_mixture(tmp_path):
+    """Linear 16-bit levels (65536): wavenet's audio defaults switch to a discretized logistic
+    mixture over a scalar input, which normalises over the levels of a whole utterance."""
+    from dgm.data import load_dataset
+    from dgm.registry import get
+    from tests.helpers import TINY as CONTRACT_TINY
+    from tests.helpers import tiny_wav_folder
+
+    ds = load_dataset(str(tiny_wav_folder(tmp_path / "w")), encoding="linear", crop=64)
+    assert ds.spec.levels == 65536 and ds.spec.encoding == "linear"
+    torch.manual_seed(0)
+    model = get("wavenet").cls.for_data(ds.spec, **CONTRACT_TINY["wavenet"]).eval()
+    assert model.config.likelihood == "logistic-mixture" and model.config.input == "scalar"
+    model = model.double()
+    test = ds.test
+    lp = model.utterance_log_prob(test.x[:2].double(), test.lengths[:2])
+    assert torch.isfinite(lp).all() and (lp < 0).all()
+    # one conditional over all 65536 levels sums to 1
+    params = model.logits(test.x[:1, :5].double())[..., 3:4]  # [1, P, 1]
+    levels = torch.arange(65536.0, dtype=torch.float64)[:, None]
+    p = model.likelihood.log_prob_per_dim(params.expand(65536, -1, -1), levels).exp().sum()
+    assert p.item() == pytest.approx(1.0, abs=1e-6)
+    s = model.sample(2, length=20)
+    assert s.shape == (2, 20) and s.min() >= 0 and s.max() <= 65535

@@ -13,8 +13,11 @@ from dgm import registry
 from tests.helpers import TINY
 
 LIKELIHOOD_MODELS = sorted(n for n in TINY if registry.get(n).cls.has_likelihood)
-# the models of arrays (digits here); text models score rows of token ids (test below)
-ARRAY_MODELS = [n for n in LIKELIHOOD_MODELS if not registry.get(n).cls.text]
+# the models of arrays (digits here); text models score rows of token ids, audio models
+# utterances of levels (tests below)
+ARRAY_MODELS = [
+    n for n in LIKELIHOOD_MODELS if not registry.get(n).cls.text and not registry.get(n).cls.audio
+]
 TEXT_MODELS = [n for n in LIKELIHOOD_MODELS if registry.get(n).cls.text]
 
 
@@ -50,6 +53,24 @@ def test_values_outside_the_levels_are_refused_with_the_levels_named(name, digit
         model.log_prob(x.clamp(max=15) + (x == 16) * 2)
     with pytest.raises(dgm.DataError, match=r"span \[-1, "):
         model.log_prob(x - 1)
+
+
+@pytest.mark.parametrize("name", ["wavenet", "vqvae-audio"])
+def test_audio_models_take_arrays_of_any_length_and_refuse_other_levels(name, tmp_path):
+    from dgm.data import load_dataset
+    from tests.helpers import tiny_wav_folder
+
+    spec = load_dataset(str(tiny_wav_folder(tmp_path / "w")), crop=64).spec
+    model = _model(name, spec)
+    x = torch.randint(0, 256, (2, 37)).float()  # not the crop's length: any length is taken
+    expected = _scores(model, x)
+    assert expected.shape == (2,)
+    assert torch.equal(_scores(model, x.numpy().astype(np.uint8)), expected)
+    assert torch.equal(_scores(model, x.tolist()), expected)
+    with pytest.raises(dgm.DataError, match=r"256 levels \(whole numbers 0..255\)"):
+        model.log_prob(x / 255)
+    with pytest.raises(dgm.DataError, match=r"audio as \[B, L\]"):
+        model.log_prob(x[None])
 
 
 @pytest.mark.parametrize("name", TEXT_MODELS)

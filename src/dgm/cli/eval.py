@@ -36,8 +36,9 @@ def add_parser(sub: Any) -> None:
         default=None,
         metavar="LIST",
         help="comma-separated: nll, fd, precision, recall, classes, modes, accuracy, ais, "
-        "molecules, reconstruction (default: nll; for GANs fd,precision,recall, or modes on the "
-        "Gaussian-mixture toys; for molecules nll,molecules and a VAE's reconstruction)",
+        "molecules, reconstruction, swap (default: nll; for GANs fd,precision,recall, or modes "
+        "on the Gaussian-mixture toys; for molecules nll,molecules and a VAE's reconstruction; "
+        "audio takes nll, fd, accuracy and, for voice converters, swap)",
     )
     e.add_argument(
         "--features",
@@ -73,6 +74,8 @@ def add_parser(sub: Any) -> None:
 
 
 MOLECULE_METRICS = ("molecules", "reconstruction")
+AUDIO_METRICS = ("nll", "fd", "accuracy", "swap")  # what audio runs are scored on
+AUDIO_SAMPLES = 100  # samples of an audio model drawn by default (--num-generated)
 MOLECULE_SAMPLES = 1000  # samples of a molecule model scored by default (--num-generated)
 
 
@@ -105,6 +108,8 @@ def _metrics(arg: str | None, model: Any, dataset: Any) -> list[str]:
     from dgm.models.capabilities import Autoencoder, ImplicitGenerator
 
     molecules = dataset.spec.is_molecules and model_reads_molecules(model)
+    if dataset.spec.is_audio:
+        return _audio_metrics(arg, model)
     if arg is None:
         if molecules:  # the likelihood, the MOSES metrics, and a VAE's reconstructions
             return ["nll", "molecules"] + (
@@ -138,6 +143,51 @@ def _metrics(arg: str | None, model: Any, dataset: Any) -> list[str]:
             f"ais estimates the likelihood of GAN generators; {model.name} has its own: use nll"
         )
     return chosen or ["nll"]
+
+
+def _audio_metrics(arg: str | None, model: Any) -> list[str]:
+    from dgm.models.capabilities import VoiceConverter
+
+    chosen = ["nll"] if arg is None else [m.strip() for m in arg.split(",") if m.strip()]
+    for m in chosen:
+        if m not in AUDIO_METRICS:
+            raise ConfigError(f"--metrics {m}: audio runs take {', '.join(AUDIO_METRICS)}")
+    if "swap" in chosen and not (isinstance(model, VoiceConverter) and model.num_speakers):
+        raise ConfigError(
+            f"--metrics swap converts voices; {model.name} cannot (vqvae on audio with speakers)"
+        )
+    return chosen or ["nll"]
+
+
+def _audio_quality(
+    args: argparse.Namespace, loaded: Any, model: Any, dataset: Any, metrics: list[str]
+) -> dict[str, Any]:
+    """fd and accuracy of audio samples, swap of converted test utterances, in the features of
+    dgm's audio classifier (RUN/features, trained the first time)."""
+    from dgm.evaluation.audio_features import (
+        AudioFeatureNet,
+        audio_feature_net_for,
+        audio_sample_quality,
+        speaker_swap_accuracy,
+    )
+    from dgm.evaluation.features import load_feature_net
+
+    if args.features:
+        net = load_feature_net(args.features)
+        if not isinstance(net, AudioFeatureNet):
+            raise ConfigError(f"--features {args.features} is not an audio feature network")
+    else:
+        net = audio_feature_net_for(dataset, loaded.folder.features)
+    common.err(f"features: {net.describe()}")
+    out: dict[str, Any] = {}
+    if "fd" in metrics or "accuracy" in metrics:
+        n = AUDIO_SAMPLES if args.num_generated is None else args.num_generated
+        if n < 2:
+            raise ConfigError(f"--num-generated must be >= 2, got {n}")
+        out.update(audio_sample_quality(model, dataset, net, n))
+    if "swap" in metrics:
+        out.update(speaker_swap_accuracy(model, dataset, net))
+    return out
 
 
 def _nll(args: argparse.Namespace, model: Any, x: Any, data: str) -> dict[str, Any]:
@@ -236,9 +286,13 @@ def run(args: argparse.Namespace) -> int:
     common.check_levels(model, x, name)
     torch.manual_seed(args.seed)
     out: dict[str, Any] = {"model": model.name, "data": name, "split": args.split}
-    if "nll" in metrics and dataset.spec.is_audio:  # whole utterances, bits per sample
-        out.update(_audio_nll(args, model, dataset, name))
-    elif "nll" in metrics:
+    if dataset.spec.is_audio:  # whole utterances in bits per sample; samples, conversions
+        if "nll" in metrics:
+            out.update(_audio_nll(args, model, dataset, name))
+        if set(metrics) - {"nll"}:
+            out.update(_audio_quality(args, loaded, model, dataset, metrics))
+        return _report(args, out, model.name, name, int(x.shape[0]))
+    if "nll" in metrics:
         out.update(_nll(args, model, x, name))
     if "ais" in metrics:
         out.update(_ais(args, model, dataset, x))
@@ -270,12 +324,17 @@ def run(args: argparse.Namespace) -> int:
         labels = evaluate_classifier(model, x, y[: x.shape[0]], args.batch_size)
         out.update({"accuracy": labels["accuracy"], "ece": labels["ece"],
                     "label_nll_nats": labels["label_nll"]})  # fmt: skip
-    out.setdefault("n", int(x.shape[0]))
+    return _report(args, out, model.name, name, int(x.shape[0]))
+
+
+def _report(args: argparse.Namespace, out: dict[str, Any], model: str, data: str, n: int) -> int:
+    """Print the numbers: one JSON object with --json, else lines."""
+    out.setdefault("n", n)
     out["run"] = str(args.run)
     if args.json:
         print(json.dumps(out))
     else:
-        _print(out, model.name, name, args.split)
+        _print(out, model, data, args.split)
     return common.EXIT_OK
 
 
@@ -369,5 +428,14 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
             f"{out['reconstruction_sampled_draws']} each, {out['reconstruction_sampled_n']} "
             "molecules, as Kusner et al. 2017 and Jin et al. 2018)"
         )
+    if "swap_accuracy" in out:
+        print(
+            f"  speaker swap: {out['swap_accuracy']:.4f} of {out['swap_n']} converted test "
+            f"utterances heard as the target speaker (real test takes: "
+            f"{_num(out.get('real_speaker_accuracy'))}); label kept "
+            f"{_num(out.get('swap_label_accuracy'))}"
+        )
+    if "real_accuracy" in out and "accuracy" in out:
+        print(f"  (the feature network on the real test takes: {_num(out['real_accuracy'])})")
     if "features" in out:
         print(f"  features: {out['features']}")

@@ -61,6 +61,7 @@ def evaluate_audio(
     lengths = split.lengths[:n].long()
     factors = model.conditioned_on
     nll = torch.zeros(n, dtype=torch.float64)
+    parts: dict[str, torch.Tensor] = {}  # the model's own terms, summed over the split
     device = model.device
     groups = batches(lengths, budget)
     for idx in progress.track(groups, "scoring utterances", total=len(groups), unit="batches"):
@@ -69,14 +70,28 @@ def evaluate_audio(
         y = split.y[idx].to(device) if (factors and split.y is not None) else None
         with trusted_inputs():
             lp = model.utterance_log_prob(x, lengths[idx].to(device), y)
+            terms = model.utterance_terms(x, lengths[idx].to(device), y)
         nll[idx] = -lp.double().cpu()
+        for key, value in terms.items():
+            total_part = value.double().sum(0).cpu()
+            parts[key] = parts[key] + total_part if key in parts else total_part
     total = int(lengths.sum())
     nats = float(nll.sum())
     bits = nats / (total * math.log(2)) if total else float("nan")
     sem = float(nll.std() / math.sqrt(n)) if n > 1 else 0.0
     note = conditioning_note(model)
     rate = model.sample_rate or 1
+    extra: dict[str, Any] = {}
+    for key, value in parts.items():
+        if value.dim() == 0:  # a term of the bound, in nats: as bits per audio sample
+            extra[f"{key}_bits_per_sample"] = -float(value) / (total * math.log(2))
+        elif key == "code_counts":  # the codebook's usage: perplexity exp(H) and codes used
+            p = value / value.sum()
+            entropy = -(p[p > 0] * p[p > 0].log()).sum()
+            extra["codebook_perplexity"] = float(entropy.exp())
+            extra["codes_used"] = int((value > 0).sum())
     return {
+        **extra,
         "nll_nats": float(nll.mean()) if n else float("nan"),
         "nll_sem": sem,
         "bits_per_sample": bits,

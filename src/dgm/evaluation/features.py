@@ -16,7 +16,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -27,6 +27,9 @@ from dgm import progress
 from dgm.data.base import Dataset, DataSpec, Split
 from dgm.errors import ConfigError, DataError
 from dgm.io import CONFIG, WEIGHTS, atomic_save, write_json
+
+if TYPE_CHECKING:
+    from dgm.evaluation.audio_features import AudioFeatureNet
 
 KIND = "dgm-feature-net"  # marks a feature-net folder, so a model folder is not mistaken for one
 FORMAT_VERSION = 1
@@ -46,6 +49,8 @@ class FeatureNet(nn.Module):
     (divided by ``levels - 1``); continuous data standardised with the training split's
     statistics (set by :func:`train_feature_net`; identity until then).
     """
+
+    folder_kind = KIND  # what its saved folder says it is
 
     def __init__(
         self, spec: DataSpec, feature_dim: int = 64, width: int = 32, dropout: float = 0.3
@@ -305,15 +310,17 @@ def train_feature_net(
 # --------------------------------------------------------------------------- save / load
 
 
-def save_feature_net(net: FeatureNet, folder: str | Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically."""
+def save_feature_net(net: FeatureNet | AudioFeatureNet, folder: str | Path) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically (an
+    image or vector :class:`FeatureNet`, or the audio one)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     # weights first: a folder whose config.json exists always has the matching weights
-    atomic_save(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"kind": KIND}))
+    kind = net.folder_kind
+    atomic_save(folder / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"kind": kind}))
     cfg = {
-        "kind": KIND,
+        "kind": kind,
         "format": FORMAT_VERSION,
         "spec": net.spec.to_dict(),
         "config": net.config,
@@ -324,8 +331,10 @@ def save_feature_net(net: FeatureNet, folder: str | Path) -> None:
 
 def load_feature_net(
     folder: str | Path, map_location: str | torch.device | None = None
-) -> FeatureNet:
+) -> FeatureNet | AudioFeatureNet:
     """Load a network saved by :func:`save_feature_net`; anything damaged raises DataError."""
+    from dgm.evaluation.audio_features import AUDIO_KIND, AudioFeatureNet
+
     folder = Path(folder)
     cfg_file, weights = folder / CONFIG, folder / WEIGHTS
     if not cfg_file.is_file():
@@ -334,11 +343,12 @@ def load_feature_net(
         cfg = json.loads(cfg_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{cfg_file} is not valid JSON ({e}); delete {folder} to retrain") from None
-    if not isinstance(cfg, dict) or cfg.get("kind") != KIND:
+    if not isinstance(cfg, dict) or cfg.get("kind") not in (KIND, AUDIO_KIND):
         raise DataError(f"{cfg_file} does not describe a dgm feature network")
+    cls = AudioFeatureNet if cfg["kind"] == AUDIO_KIND else FeatureNet
     try:
         spec = DataSpec.from_dict(cfg["spec"])
-        net = FeatureNet(spec, **cfg.get("config", {}))
+        net = cls(spec, **cfg.get("config", {}))
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(
             f"{cfg_file} has a bad spec or config ({e}); delete {folder} to retrain"

@@ -375,6 +375,14 @@ class Waveform(ABC):
         """What ``utterance_log_prob`` reads from ``y`` (``label``, ``speaker``), for reports."""
         return ()
 
+    def utterance_terms(
+        self, x: Tensor, lengths: Tensor, y: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Parts of the number, per utterance, where the model has them (a VQ-VAE's
+        reconstruction and prior terms in nats, ``[B]``; its code usage ``[B, K]``); none by
+        default."""
+        return {}
+
 
 class SpeakerConditional(ABC):
     """A model of speech told who speaks: ``sample(n, speakers=...)``; ``num_speakers`` is 0

@@ -261,15 +261,40 @@ class AudioVQVAE(GenerativeModel, Autoencoder, Waveform, VoiceConverter):
         ceil(length / hop) codes; the encoder reads the utterance padded to whole codes."""
         lengths = lengths.to(x.device)
         codes = self.encode(x)  # [B, T]
-        mask = torch.arange(x.shape[1], device=x.device) < lengths[:, None]
-        cmask = torch.arange(codes.shape[1], device=x.device) < (-(-lengths // self.hop))[:, None]
 
         def score(s: Tensor | None) -> Tensor:
-            spk = self._speaker(s, x.shape[0])
-            recon = (self._recon_steps(x, codes, spk) * mask).sum(1)
-            return recon + (self._prior_steps(codes, spk) * cmask).sum(1)
+            terms = self._terms(x, lengths, codes, s)
+            return terms["recon"] + terms["prior"]
 
         return self._marginal(score, y, x.shape[0])
+
+    def utterance_terms(
+        self, x: Tensor, lengths: Tensor, y: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """The bound's parts per utterance given its speaker: ``recon`` = log p(x | codes, s)
+        and ``prior`` = log p(codes | s) (``[B]`` nats each), and ``code_counts`` ``[B, K]``,
+        how often each code is used (for the codebook's perplexity)."""
+        lengths = lengths.to(x.device)
+        codes = self.encode(x)
+        terms = self._terms(x, lengths, codes, y)
+        used = self._code_mask(lengths, codes.shape[1])
+        onehot = F.one_hot(codes, self.config.num_codes) * used[..., None]
+        return {**terms, "code_counts": onehot.sum(1)}
+
+    def _code_mask(self, lengths: Tensor, t_codes: int) -> Tensor:
+        """The codes inside each utterance ``[B, T]``: ceil(length / hop) of them."""
+        return torch.arange(t_codes, device=lengths.device) < (-(-lengths // self.hop))[:, None]
+
+    def _terms(
+        self, x: Tensor, lengths: Tensor, codes: Tensor, y: Tensor | None
+    ) -> dict[str, Tensor]:
+        spk = self._speaker(y, x.shape[0]) if self.num_speakers else None
+        mask = torch.arange(x.shape[1], device=x.device) < lengths[:, None]
+        cmask = self._code_mask(lengths, codes.shape[1])
+        return {
+            "recon": (self._recon_steps(x, codes, spk) * mask).sum(1),
+            "prior": (self._prior_steps(codes, spk) * cmask).sum(1),
+        }
 
     def likelihood_note(self, num_samples: int = 1) -> str:
         return NOTE
