@@ -97,6 +97,12 @@ def test_wavenet_on_a_folder_of_wav_files_end_to_end(run_cli, speech, tmp_path):
     code, out, err = run_cli("sample", run, "--speaker", "carol", "--out", tmp_path / "t")
     assert code == 2 and "unknown speaker 'carol'" in err and "ann, bob" in err
     assert "Traceback" not in err and not (tmp_path / "t").exists()
+    # commands that do not score audio say so in one line
+    code, _, err = run_cli("ood", run, "--out", "noise")
+    assert code == 2 and "models audio" in err and "Traceback" not in err
+    # a wavenet has no encoder: nothing to reconstruct or convert
+    code, _, err = run_cli("convert", run, speech / "0_ann_0.wav", "--speaker", "bob")
+    assert code == 2 and "cannot convert voices" in err
 
 
 @pytest.mark.slow

@@ -547,10 +547,11 @@ def audio_figure(
         if titles is not None and i < len(titles):
             top.set_title(titles[i], fontsize=9)
         if len(w) >= nfft:
-            bottom.specgram(
-                w, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma", scale="dB",
-                vmin=-120,
-            )  # fmt: skip
+            with np.errstate(divide="ignore"):  # digital silence is -inf dB: drawn black
+                bottom.specgram(
+                    w, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma", scale="dB",
+                    vmin=-120,
+                )  # fmt: skip
         bottom.set_ylabel("Hz")
         bottom.set_xlabel("seconds")
         bottom.set_xlim(0, max(len(w), 1) / rate)

@@ -197,6 +197,17 @@ def check_levels(model: GenerativeModel, x: torch.Tensor, what: str) -> None:
     as_examples(model, x, what)
 
 
+def refuse_audio(model: GenerativeModel, command: str) -> None:
+    """A one-line refusal for commands that do not score audio yet."""
+    from dgm.models.capabilities import Waveform
+
+    if isinstance(model, Waveform) and model.sample_rate is not None:
+        raise ConfigError(
+            f"{command} scores images, vectors, text and molecules; {model.name} models audio: "
+            "use dgm eval (whole utterances in bits per sample)"
+        )
+
+
 def require_likelihood(model: GenerativeModel) -> None:
     if not model.has_likelihood:
         raise ConfigError(

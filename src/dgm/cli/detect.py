@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         common.check_output(args.out, "--out")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    common.refuse_audio(model, "dgm detect")
     common.require_likelihood(model)
     if textio.is_text_model(model):
         return _run_text(args, loaded)

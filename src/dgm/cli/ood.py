@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     common.check_output(args.plot, "--plot")
     loaded = common.load_run(args.run, args.device)
     model = loaded.model
+    common.refuse_audio(model, "dgm ood")
     common.require_likelihood(model)
     ds_in = loaded.dataset(args.in_data, args.data_dir)
     in_name = loaded.data_name(args.in_data)

@@ -329,6 +329,11 @@ def run(args: argparse.Namespace) -> int:
             f"{results.get('test_unit', 'sentence')} (perplexity "
             f"{results['test_ppl']:.2f})  run: {run}"
         )
+    elif results and "test_bits_per_sample" in results:  # audio: whole test utterances
+        print(
+            f"test nll: {results['test_bits_per_sample']:.4f} bits per sample "
+            f"({results['test_nll_nats']:.1f} nats per utterance)  run: {run}"
+        )
     elif results and "test_nll_nats" in results:
         print(
             f"test nll: {results['test_nll_nats']:.3f} nats ({results['test_bpd']:.4f} bpd)  "

@@ -19,9 +19,9 @@ from dgm.data.base import Split
 from dgm.models.base import GenerativeModel, trusted_inputs
 from dgm.models.capabilities import Waveform
 
-# samples per batch (the batch's longest utterance times its size): a WaveNet's activations
-# over this many samples fit in a few hundred MB
-BATCH_SAMPLES = 1 << 18
+# samples per batch (the batch's longest utterance times its size): 16k scored FSDD's test
+# takes 4x faster on a CPU core than 256k (the activations stay in cache; 4k-32k alike)
+BATCH_SAMPLES = 1 << 14
 
 
 def batches(lengths: torch.Tensor, budget: int = BATCH_SAMPLES) -> list[torch.Tensor]:
