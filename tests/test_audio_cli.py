@@ -78,6 +78,14 @@ def test_wavenet_on_a_folder_of_wav_files_end_to_end(run_cli, speech, tmp_path):
         res["bits_per_sample"] * res["samples"] * math.log(2), rel=1e-6
     )
     assert "given the label and speaker" in res["estimate"]
+    # samples through dgm's audio feature network, trained into the run the first time
+    code, out, err = run_cli(
+        "eval", run, "--json", "--metrics", "fd,accuracy", "--num-generated", "4"
+    )
+    assert code == 0, err
+    q = json.loads(out)
+    assert q["generated"] == 4 and q["fd"] > 0 and 0 <= q["accuracy"] <= 1
+    assert "AudioFeatureNet" in q["features"] and (run / "features" / "config.json").is_file()
 
     out_dir = tmp_path / "s"
     code, out, err = run_cli(

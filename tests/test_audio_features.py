@@ -68,7 +68,7 @@ def test_sample_quality_and_speaker_swap(net, audio):
     cfg = {**TINY["wavenet"], "condition": "label", "embedding": 4, "sample_seconds": 0.01}
     wavenet = dgm.registry.get("wavenet").cls.for_data(audio.spec, **cfg).eval()
     out = audio_sample_quality(wavenet, audio, net, num_samples=6, batch=3)
-    assert out["fd"] > 0 and 0 <= out["accuracy"] <= 1 and out["samples"] == 6
+    assert out["fd"] > 0 and 0 <= out["accuracy"] <= 1 and out["generated"] == 6
     assert out["real_accuracy"] == net.metrics["test_label_accuracy"]
     vq = dgm.registry.get("vqvae-audio").cls.for_data(audio.spec, **TINY["vqvae-audio"]).eval()
     swap = speaker_swap_accuracy(vq, audio, net, num=4)

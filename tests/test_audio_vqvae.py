@@ -146,7 +146,12 @@ def test_vqvae_on_wav_files_end_to_end(run_cli, wavs, tmp_path):
     assert results["test_bits_per_sample"] > 0
     code, out, err = run_cli("eval", run, "--json")
     assert code == 0, err
-    assert "lower bound" in json.loads(out)["estimate"]
+    res = json.loads(out)
+    assert "lower bound" in res["estimate"] and 1 <= res["codebook_perplexity"] <= 8
+    code, out, err = run_cli("eval", run, "--json", "--metrics", "swap")
+    assert code == 0, err
+    swap = json.loads(out)
+    assert swap["swap_n"] == 20 and 0 <= swap["swap_accuracy"] <= 1
 
     code, out, err = run_cli("reconstruct", run, "-n", "2", "--out", tmp_path / "rec")
     assert code == 0, err

@@ -361,12 +361,17 @@ val / {len(dataset.test)} test; shape {tuple(dataset.spec.shape)}, levels {datas
 - {nll_line}
 - machine: {platform.platform()}, torch {torch.__version__}
 
-{_samples_block(run, sentences)}"""
+{_samples_block(run, sentences, dataset.spec.is_audio)}"""
 
 
-def _samples_block(run: RunFolder, sentences: list[str] | None) -> str:
+def _samples_block(run: RunFolder, sentences: list[str] | None, audio: bool = False) -> str:
     """How to use the run, and for text the sentences it drew."""
     use = f"`dgm eval {run} --json`, `dgm sample {run} -n 64 --out samples.png`"
+    if audio:  # wav files in a folder; the feature network's measures
+        use = (
+            f"`dgm eval {run} --json` (add `--metrics nll,fd,accuracy`), `dgm sample {run} -n 8 "
+            f"--out samples/` (wav files; `--label`, `--speaker`)"
+        )
     if sentences is None:
         return f'Use it: {use},\nor in Python `model = dgm.load("{run}")`.\n'
     lines = "\n".join(f"    {s}" for s in sentences[:10])

@@ -436,6 +436,10 @@ def _print(out: dict[str, Any], model: str, data: str, split: str) -> None:
             f"{_num(out.get('swap_label_accuracy'))}"
         )
     if "real_accuracy" in out and "accuracy" in out:
-        print(f"  (the feature network on the real test takes: {_num(out['real_accuracy'])})")
+        print(
+            f"  (accuracy: the share of {out['generated']} conditional samples of "
+            f"{out['sample_seconds']} s heard as the label asked for; the feature network on "
+            f"the real test takes: {_num(out['real_accuracy'])})"
+        )
     if "features" in out:
         print(f"  features: {out['features']}")

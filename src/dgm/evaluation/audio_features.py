@@ -300,7 +300,7 @@ def audio_sample_quality(
     every class when the model takes labels, speakers uniform), and measure them in the
     network's features: ``fd`` to the test utterances, ``accuracy`` (the share heard as the
     label asked for; conditional models only) next to ``real_accuracy`` (the network on the
-    real test takes), ``samples``, ``sample_seconds`` each and ``features``."""
+    real test takes), ``generated`` (how many), ``sample_seconds`` each and ``features``."""
     if not isinstance(model, Waveform):
         raise DataError(f"{model.name} does not model audio")
     test = dataset.test
@@ -323,7 +323,7 @@ def audio_sample_quality(
     real = net.score(test.x, test.lengths)
     out: dict[str, Any] = {
         "fd": _frechet(real["features"], fake["features"]),
-        "samples": num_samples,
+        "generated": num_samples,
         "sample_seconds": round(length / (dataset.spec.sample_rate or 1), 3),
         "features": net.describe(),
         "real_accuracy": net.metrics.get("test_label_accuracy"),

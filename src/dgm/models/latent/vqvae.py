@@ -98,7 +98,11 @@ class VQVAEConfig(DiscreteConfig):
             raise ConfigError(f"prior_dropout must be in [0, 1), got {self.prior_dropout}")
 
 
-@register("vqvae", "latent", "VQ-VAE: discrete codes, EMA codebook, gated PixelCNN code prior")
+@register(
+    "vqvae",
+    "latent",
+    "VQ-VAE: discrete codes, EMA codebook, gated PixelCNN code prior; on audio, vqvae-audio",
+)
 class VQVAE(GenerativeModel, Autoencoder, DecoderMean):
     """``encoder`` (x -> z_e ``[B, D, h, w]``), ``quantizer`` (z_e -> codes, z_q), ``decoder``
     (z_q -> likelihood parameters), ``likelihood`` (p(x | codes)) and ``prior`` (a gated
