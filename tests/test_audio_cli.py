@@ -105,6 +105,12 @@ def test_wavenet_on_a_folder_of_wav_files_end_to_end(run_cli, speech, tmp_path):
     code, out, err = run_cli("sample", run, "--speaker", "carol", "--out", tmp_path / "t")
     assert code == 2 and "unknown speaker 'carol'" in err and "ann, bob" in err
     assert "Traceback" not in err and not (tmp_path / "t").exists()
+    # other audio at another rate than the model's: both rates named, nothing scored
+    import shutil
+
+    other = shutil.copytree(speech, tmp_path / "other")
+    code, out, err = run_cli("eval", run, "--data", other)
+    assert code == 2 and "16000 Hz" in err and "8000 Hz" in err and not out
     # commands that do not score audio say so in one line
     code, _, err = run_cli("ood", run, "--out", "noise")
     assert code == 2 and "models audio" in err and "Traceback" not in err

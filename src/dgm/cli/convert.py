@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         wave = resample(wave, rate, model.sample_rate)
         common.err(f"note: resampled {source} from {rate} Hz to {model.sample_rate} Hz")
     else:
-        check_rate(rate, model.sample_rate, str(source), "--resample")
+        check_rate(rate, model.sample_rate, str(source), "add --resample to resample it")
     x = encode(wave, spec.encoding or "mulaw", spec.levels)[None].to(model.device)  # [1, L]
     kwargs = {} if args.temperature is None else {"temperature": args.temperature}
     torch.manual_seed(args.seed)

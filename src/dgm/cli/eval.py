@@ -287,6 +287,12 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     out: dict[str, Any] = {"model": model.name, "data": name, "split": args.split}
     if dataset.spec.is_audio:  # whole utterances in bits per sample; samples, conversions
+        from dgm.data.audio import check_rate
+        from dgm.models.capabilities import Waveform
+
+        if isinstance(model, Waveform) and model.sample_rate is not None:
+            fix = f"give it files at {model.sample_rate} Hz (dgm eval reads files as they are)"
+            check_rate(dataset.spec.sample_rate or 0, model.sample_rate, name, fix)
         if "nll" in metrics:
             out.update(_audio_nll(args, model, dataset, name))
         if set(metrics) - {"nll"}:

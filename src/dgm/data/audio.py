@@ -226,14 +226,12 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(x, int(to_rate) // g, int(from_rate) // g).astype(np.float32)
 
 
-def check_rate(found: int, wanted: int, what: str, option: str | None = None) -> None:
+def check_rate(found: int, wanted: int, what: str, fix: str | None = None) -> None:
     """A :class:`DataError` when ``what`` (at ``found`` Hz) is not at the model's ``wanted``
-    rate, saying how to resample it (``option``, default ``--set sample_rate=WANTED``)."""
+    rate, saying how to resample it (``fix``, default: add ``--set sample_rate=WANTED``)."""
     if found != wanted:
-        how = option or setting("sample_rate", str(wanted))
-        raise DataError(
-            f"{what} is at {found} Hz but the model runs at {wanted} Hz: add {how} to resample it"
-        )
+        fix = fix or f"add {setting('sample_rate', str(wanted))} to resample it"
+        raise DataError(f"{what} is at {found} Hz but the model runs at {wanted} Hz: {fix}")
 
 
 def parse_name(stem: str) -> tuple[str | None, str | None]:
