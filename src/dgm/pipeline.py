@@ -180,8 +180,9 @@ def finish(
             f"on {results['test_n']} test {results.get('test_unit', 'sentence')}s"
         )
     elif "test_bits_per_sample" in results:  # audio: whole utterances
+        bound = "" if model.exact_likelihood else "<= "  # the VQ-VAE's is a bound
         show(
-            f"test nll {results['test_bits_per_sample']:.4f} bits per sample "
+            f"test nll {bound}{results['test_bits_per_sample']:.4f} bits per sample "
             f"({results['test_nll_nats']:.1f} nats per utterance) on {results['test_n']} test "
             f"utterances, {results['test_seconds']:.1f} s of audio"
         )
