@@ -526,7 +526,9 @@ def audio_figure(
     waves: Sequence[np.ndarray], rate: int, titles: Sequence[str] | None = None, title: str = ""
 ) -> Figure:
     """Each utterance (amplitudes in [-1, 1]) as its waveform over its spectrogram (a 32 ms
-    window, 75% overlap, in dB), on a shared time axis in seconds; up to two columns."""
+    window, 75% overlap, in dB), on a shared time axis in seconds; up to two columns. Every
+    spectrogram shares one colour scale (the loudest bin of the figure down 80 dB), so a
+    quiet utterance looks quiet next to a loud one."""
     waves = list(waves)[:AUDIO_PANELS]
     n = len(waves)
     cols = 1 if n <= 2 else 2
@@ -534,6 +536,16 @@ def audio_figure(
     fig = Figure(figsize=(6.0 * cols, 3.2 * rows), layout="constrained")
     grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1, 2] * rows)
     nfft = max(16, int(0.032 * rate))
+    from matplotlib import mlab
+
+    spectra = [  # the power of every bin, to put all panels on one dB scale
+        mlab.specgram(np.asarray(w, dtype=np.float64), NFFT=nfft, Fs=rate,
+                      noverlap=nfft * 3 // 4)[0].max()
+        for w in waves
+        if len(w) >= nfft
+    ]  # fmt: skip
+    loudest = max(spectra, default=0.0)
+    vmax = 10 * np.log10(loudest) if loudest > 0 else 0.0
     for i, w in enumerate(waves):
         r, c = divmod(i, cols)
         top = fig.add_subplot(grid[2 * r, c])
@@ -550,7 +562,7 @@ def audio_figure(
             with np.errstate(divide="ignore"):  # digital silence is -inf dB: drawn black
                 bottom.specgram(
                     w, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma", scale="dB",
-                    vmin=-120,
+                    vmin=vmax - 80, vmax=vmax,
                 )  # fmt: skip
         bottom.set_ylabel("Hz")
         bottom.set_xlabel("seconds")
