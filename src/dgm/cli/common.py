@@ -72,6 +72,12 @@ def check_number(value: float | None, flag: str, allow_zero: bool = False) -> No
         raise ConfigError(f"{flag} must be a number {bound}, got {value:g}")
 
 
+def names_folder(out: str | None) -> bool:
+    """Whether ``--out`` names a folder (audio's wav files): an existing folder, a name with
+    no suffix, or one ending in a slash."""
+    return out is not None and (Path(out).is_dir() or not Path(out).suffix or out.endswith("/"))
+
+
 def check_output(path: str | Path | None, flag: str, folder: bool = False) -> None:
     """Fail in one line, before any work, when ``path`` cannot be written: its folder is
     missing, is a file or is not writable, or the path is a folder. ``folder=True`` is for a

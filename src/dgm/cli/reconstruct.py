@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from dgm.plotting import save_reconstructions
 
     common.check_positive(args.n, "-n")
-    folder = args.out is not None and (Path(args.out).is_dir() or not Path(args.out).suffix)
+    folder = common.names_folder(args.out)
     if (
         args.out is not None
         and not folder

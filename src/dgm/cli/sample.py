@@ -215,9 +215,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p:g}")
     common.check_number(args.seconds, "--seconds")
-    folder_out = args.out is not None and (
-        Path(args.out).is_dir() or not Path(args.out).suffix or args.out.endswith("/")
-    )
+    folder_out = common.names_folder(args.out)
     if args.out is not None:  # before the model loads: nothing drawn for nothing
         if not folder_out and Path(args.out).suffix.lower() not in (".png", *ARRAYS, TEXT, ".smi"):
             raise ConfigError(

@@ -69,9 +69,8 @@ def evaluate_audio(
         x = split.x[idx, :longest].to(device)
         y = split.y[idx].to(device) if (factors and split.y is not None) else None
         with trusted_inputs():
-            lp = model.utterance_log_prob(x, lengths[idx].to(device), y)
-            terms = model.utterance_terms(x, lengths[idx].to(device), y)
-        nll[idx] = -lp.double().cpu()
+            terms = model.utterance_scores(x, lengths[idx].to(device), y)  # one pass
+        nll[idx] = -terms.pop("log_prob").double().cpu()
         for key, value in terms.items():
             total_part = value.double().sum(0).cpu()
             parts[key] = parts[key] + total_part if key in parts else total_part

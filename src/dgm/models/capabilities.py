@@ -375,13 +375,13 @@ class Waveform(ABC):
         """What ``utterance_log_prob`` reads from ``y`` (``label``, ``speaker``), for reports."""
         return ()
 
-    def utterance_terms(
+    def utterance_scores(
         self, x: Tensor, lengths: Tensor, y: Tensor | None = None
     ) -> dict[str, Tensor]:
-        """Parts of the number, per utterance, where the model has them (a VQ-VAE's
-        reconstruction and prior terms in nats, ``[B]``; its code usage ``[B, K]``); none by
-        default."""
-        return {}
+        """``log_prob`` (:meth:`utterance_log_prob`) and, from the same pass, the parts of
+        the number where the model has them (a VQ-VAE's reconstruction and prior terms in
+        nats, ``[B]``; its code usage ``[B, K]``)."""
+        return {"log_prob": self.utterance_log_prob(x, lengths, y)}
 
 
 class SpeakerConditional(ABC):

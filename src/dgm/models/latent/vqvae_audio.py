@@ -261,25 +261,29 @@ class AudioVQVAE(GenerativeModel, Autoencoder, Waveform, VoiceConverter):
         ceil(length / hop) codes; the encoder reads the utterance padded to whole codes."""
         lengths = lengths.to(x.device)
         codes = self.encode(x)  # [B, T]
+        return self._marginal(lambda s: self._bound(x, lengths, codes, s), y, x.shape[0])
 
-        def score(s: Tensor | None) -> Tensor:
-            terms = self._terms(x, lengths, codes, s)
-            return terms["recon"] + terms["prior"]
-
-        return self._marginal(score, y, x.shape[0])
-
-    def utterance_terms(
+    def utterance_scores(
         self, x: Tensor, lengths: Tensor, y: Tensor | None = None
     ) -> dict[str, Tensor]:
-        """The bound's parts per utterance given its speaker: ``recon`` = log p(x | codes, s)
-        and ``prior`` = log p(codes | s) (``[B]`` nats each), and ``code_counts`` ``[B, K]``,
-        how often each code is used (for the codebook's perplexity)."""
+        """:meth:`utterance_log_prob` as ``log_prob`` and, from the same encoding, the bound's
+        parts given each speaker: ``recon`` = log p(x | codes, s) and ``prior`` =
+        log p(codes | s) (``[B]`` nats each; not without ``y`` for a speaker-conditioned
+        model, whose bound is then a mean over speakers), and ``code_counts`` ``[B, K]``, how
+        often each code is used (for the codebook's perplexity)."""
         lengths = lengths.to(x.device)
         codes = self.encode(x)
-        terms = self._terms(x, lengths, codes, y)
         used = self._code_mask(lengths, codes.shape[1])
-        onehot = F.one_hot(codes, self.config.num_codes) * used[..., None]
-        return {**terms, "code_counts": onehot.sum(1)}
+        counts = (F.one_hot(codes, self.config.num_codes) * used[..., None]).sum(1)
+        if self.num_speakers and y is None:
+            lp = self._marginal(lambda s: self._bound(x, lengths, codes, s), None, x.shape[0])
+            return {"log_prob": lp, "code_counts": counts}
+        terms = self._terms(x, lengths, codes, y)
+        return {"log_prob": terms["recon"] + terms["prior"], **terms, "code_counts": counts}
+
+    def _bound(self, x: Tensor, lengths: Tensor, codes: Tensor, y: Tensor | None) -> Tensor:
+        terms = self._terms(x, lengths, codes, y)
+        return terms["recon"] + terms["prior"]
 
     def _code_mask(self, lengths: Tensor, t_codes: int) -> Tensor:
         """The codes inside each utterance ``[B, T]``: ceil(length / hop) of them."""
