@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # two OpenMP threads on a loaded 2-core machine can spin-wait each other into the ground
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo demo-arm test test-fast report-screenshot lint format bench clean
 
 $(BIN)/dgm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(BIN)/dgm: pyproject.toml
 
 setup: $(BIN)/dgm
 
+# the main job: one model per family on the digits, 30 s of training each, side by side in
+# runs/demo/report.html (run it again: it resumes, and reuses what is done)
 demo: setup
-	$(BIN)/dgm train arm --data digits --out runs/demo --overwrite
+	$(BIN)/dgm compare --data digits --out runs/demo
+
+# the first demo: the default ARM on digits, its test NLL and runs/demo-arm/samples.png
+demo-arm: setup
+	$(BIN)/dgm train arm --data digits --out runs/demo-arm --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -26,7 +32,13 @@ test: setup
 # the quick loop while working: everything but the tests marked slow (CLI training runs,
 # feature-net training, processes); make test and CI run them all
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+# the report page in headless chromium (Debian: apt install chromium; skipped without it):
+# loads, sorts, and a screenshot that is not blank. REPORT=runs/demo/report.html checks a real
+# report, SHOT=docs/report.png keeps the screenshot
+report-screenshot: setup
+	DGM_REPORT=$(REPORT) DGM_SCREENSHOT=$(SHOT) $(BIN)/python -m pytest -q -m browser tests/test_report_browser.py
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

@@ -106,6 +106,7 @@ class RunFolder(os.PathLike):
     density_plot = _File(DENSITY)
     properties_plot = _File(PROPERTIES)
     summary_file = _File(SUMMARY)
+    results_file = _File(RESULTS)  # the final numbers, written last: a finished run has it
     features = _File(FEATURES)  # the folder of the run's feature network (sample quality)
     reconstructions_plot = _File(RECONSTRUCTIONS)
     logs = _File(LOGS)  # the folder of Lightning's loggers (one version_N per session)
@@ -200,6 +201,12 @@ class RunFolder(os.PathLike):
     # -- the end of a run --------------------------------------------------------------------------
     def write_results(self, results: dict[str, Any]) -> None:
         write_json(self.path / RESULTS, results)
+
+    def read_results(self) -> dict[str, Any]:
+        """results.json ({} when the run has not finished)."""
+        if not self.results_file.is_file():
+            return {}
+        return json.loads(self.results_file.read_text())
 
     def write_summary(self, text: str) -> None:
         with atomic_write(self.summary_file) as f:

@@ -1,5 +1,6 @@
 """The ``dgm`` command: one module per command (``list``, ``train``, ``eval``, ``sample``,
-``reconstruct``, ``interpolate``, ``detect``, ``optimize``, ``ood``, ``convert``), each with its
+``reconstruct``, ``interpolate``, ``detect``, ``optimize``, ``ood``, ``convert``, ``compare``,
+``report``), each with its
 parser (``add_parser``) and its ``run``; :mod:`dgm.cli.common` holds what they share
 (docs/architecture.md, "The command line"), :mod:`dgm.cli.text` what the commands share for
 text models.
@@ -19,6 +20,7 @@ from types import ModuleType
 
 from dgm import progress
 from dgm.cli import (
+    compare,
     convert,
     detect,
     eval,
@@ -27,13 +29,12 @@ from dgm.cli import (
     ood,
     optimize,
     reconstruct,
+    report,
     sample,
     train,
 )
-from dgm.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Parser, err
+from dgm.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, err
 from dgm.errors import DgmError, Interrupted, command_line
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 # name -> the module that parses and runs it, in the order `dgm --help` lists them
 COMMANDS: dict[str, ModuleType] = {
@@ -47,6 +48,8 @@ COMMANDS: dict[str, ModuleType] = {
     "optimize": optimize,
     "ood": ood,
     "convert": convert,
+    "compare": compare,
+    "report": report,
 }
 
 

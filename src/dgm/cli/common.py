@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dgm.runs import RunFolder
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
 class Parser(argparse.ArgumentParser):

@@ -272,6 +272,13 @@ def _ais(args: argparse.Namespace, model: Any, dataset: Any, x: Any) -> dict[str
 
 
 def run(args: argparse.Namespace) -> int:
+    out = evaluate(args)
+    return _report(args, out, out["model"], out["data"])
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Every number ``dgm eval`` prints for the parsed ``args``, as one JSON-able dict (what
+    ``--json`` prints; ``dgm compare`` and ``dgm report`` call this with the same args)."""
     import torch
 
     from dgm.evaluation.classification import classifies, evaluate_classifier
@@ -297,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
             out.update(_audio_nll(args, model, dataset, name))
         if set(metrics) - {"nll"}:
             out.update(_audio_quality(args, loaded, model, dataset, metrics))
-        return _report(args, out, model.name, name, int(x.shape[0]))
+        return _finish(args, out, int(x.shape[0]))
     if "nll" in metrics:
         out.update(_nll(args, model, x, name))
     if "ais" in metrics:
@@ -330,13 +337,17 @@ def run(args: argparse.Namespace) -> int:
         labels = evaluate_classifier(model, x, y[: x.shape[0]], args.batch_size)
         out.update({"accuracy": labels["accuracy"], "ece": labels["ece"],
                     "label_nll_nats": labels["label_nll"]})  # fmt: skip
-    return _report(args, out, model.name, name, int(x.shape[0]))
+    return _finish(args, out, int(x.shape[0]))
 
 
-def _report(args: argparse.Namespace, out: dict[str, Any], model: str, data: str, n: int) -> int:
-    """Print the numbers: one JSON object with --json, else lines."""
+def _finish(args: argparse.Namespace, out: dict[str, Any], n: int) -> dict[str, Any]:
     out.setdefault("n", n)
     out["run"] = str(args.run)
+    return out
+
+
+def _report(args: argparse.Namespace, out: dict[str, Any], model: str, data: str) -> int:
+    """Print the numbers: one JSON object with --json, else lines."""
     if args.json:
         print(json.dumps(out))
     else:

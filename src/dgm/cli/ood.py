@@ -57,17 +57,37 @@ def _same_kind(model: Any, spec: Any, what: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dgm.evaluation.ood import SCORES, TEXT_SCORES
+
+    out = evaluate(args)
+    report, best = out["scores"], out["best"]
+    if args.json:
+        print(json.dumps(out))
+        return common.EXIT_OK
+    print(
+        f"{out['model']}: {out['in']} (in, n={out['n_in']}) vs {args.out_data} "
+        f"(out, n={out['n_out']}), {args.split} split"
+    )
+    print(f"  {'score':<20} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}")
+    for name, m in report.items():
+        mark = "  <- best" if name == best else ""
+        print(f"  {name:<20} {m['auroc']:7.4f} {m['aupr']:7.4f} {m['fpr95']:7.4f}{mark}")
+    for name in report:
+        print(f"  {name}: {SCORES.get(name) or TEXT_SCORES.get(name, '')}")
+    for note in out["notes"]:
+        print(f"  note: {note}")
+    print(f"  histograms: {out['plot']}")
+    return common.EXIT_OK
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Every number ``dgm ood`` prints for the parsed ``args``, as one JSON-able dict (what
+    ``--json`` prints; ``dgm compare`` and ``dgm report`` call this with the same args)."""
     import torch
 
     from dgm.data.inputs import DERIVED, derived_inputs
     from dgm.evaluation.likelihood import per_example_nll
-    from dgm.evaluation.ood import (
-        SCORES,
-        TEXT_SCORES,
-        ood_report,
-        score_inputs,
-        unavailable_scores,
-    )
+    from dgm.evaluation.ood import ood_report, score_inputs, unavailable_scores
     from dgm.plotting import save_score_histograms
 
     common.check_positive(args.limit, "--limit")
@@ -140,20 +160,4 @@ def run(args: argparse.Namespace) -> int:
         "notes": notes,
         **({"num_samples": k} if k else {}),
     }
-    if args.json:
-        print(json.dumps(out))
-        return common.EXIT_OK
-    print(
-        f"{model.name}: {in_name} (in, n={out['n_in']}) vs {args.out_data} "
-        f"(out, n={out['n_out']}), {args.split} split"
-    )
-    print(f"  {'score':<20} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}")
-    for name, m in report.items():
-        mark = "  <- best" if name == best else ""
-        print(f"  {name:<20} {m['auroc']:7.4f} {m['aupr']:7.4f} {m['fpr95']:7.4f}{mark}")
-    for name in report:
-        print(f"  {name}: {SCORES.get(name) or TEXT_SCORES.get(name, '')}")
-    for note in notes:
-        print(f"  note: {note}")
-    print(f"  histograms: {plot}")
-    return common.EXIT_OK
+    return out

@@ -99,6 +99,7 @@ def evaluate_audio(
         "samples": total,
         "seconds": round(total / rate, 2),
         "unit": "utterance",
+        "kind": model.likelihood_kind(),
         "estimate": f"{model.likelihood_note()} of whole utterances"
         + (f", {note}" if note else ""),
     }

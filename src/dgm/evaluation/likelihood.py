@@ -211,6 +211,9 @@ def evaluate_likelihood(
         out.update(evaluate_elbo(model, x, batch_size))
     out.update(latent_diagnostics(model, x))
     out["exact"] = model.exact_likelihood
+    out["kind"] = model.likelihood_kind()  # exact | bound | estimate, for side-by-side tables
+    if num_samples is not None:
+        out["num_samples"] = num_samples
     out["estimate"] = model.likelihood_note(**likelihood_kwargs(num_samples))
     return out
 

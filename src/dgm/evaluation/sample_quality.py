@@ -110,7 +110,7 @@ def evaluate_sample_quality(
     with torch.no_grad():
         fake = _draw(model, n, batch_size, labels)
     model.train(was_training)
-    out: dict[str, Any] = {"sample_time_s": round(time.perf_counter() - t0, 3)}
+    out: dict[str, Any] = {"sample_time_s": round(time.perf_counter() - t0, 3), "generated": n}
     if not torch.isfinite(fake).all():
         raise DataError(f"{model.name}'s samples hold NaN or infinite values; nothing to score")
     if "modes" in wanted:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from dgm.data.base import DataSpec
 from dgm.distributions.base import LIKELIHOOD_HELP, MIXTURES_HELP, LikelihoodName
 from dgm.errors import ConfigError, DataError, option
 from dgm.models.capabilities import Waveform
+
+# what kind of number log_prob is (GenerativeModel.likelihood_kind)
+LikelihoodKind = Literal["exact", "bound", "estimate", "none"]
 
 Batch = Tensor | tuple[Tensor, Tensor | None] | list
 
@@ -349,6 +352,17 @@ class GenerativeModel(nn.Module):
     def likelihood_note(self, num_samples: int = 1) -> str:
         """What ``log_prob`` reports, for eval output: exact, or which bound/estimate."""
         return "exact log-likelihood"
+
+    def likelihood_kind(self) -> LikelihoodKind:
+        """What kind of number ``log_prob`` is, in one word (``likelihood_note`` says it in
+        full): ``exact``; ``bound`` (a deterministic or averaged lower bound on log p, so the
+        NLL is an upper bound: dequantised flows, diffusion bounds, a VQ-VAE's one term);
+        ``estimate`` (importance-sampled with K draws, a bound in expectation that tightens
+        with K: VAEs; or Hutchinson's unbiased trace); ``none`` (no likelihood: GANs). Reports
+        put numbers of different kinds side by side only with their kinds."""
+        if not self.has_likelihood:
+            return "none"
+        return "exact" if self.exact_likelihood else "bound"
 
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """``n`` samples ``[n, *event_shape]`` in the data's own space and scale; ``temperature``

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from dgm.config import opt
 from dgm.data.base import DataSpec
 from dgm.errors import ConfigError
-from dgm.models.base import GenerativeModel, check_num_samples
+from dgm.models.base import GenerativeModel, LikelihoodKind, check_num_samples
 from dgm.models.capabilities import IterativeSampler
 from dgm.models.diffusion.networks import network
 from dgm.models.diffusion.ode import ADAPTIVE, FIXED, Solve, ode_log_prob, ode_sample
@@ -260,6 +260,13 @@ class ODEModel(DiffusionModel):
     def solve(self, steps: int | None = None, method: str | None = None) -> Solve:
         c = self.config
         return Solve(method=method or c.solver, rtol=c.rtol, atol=c.atol, steps=steps or c.steps)
+
+    def likelihood_kind(self) -> LikelihoodKind:
+        # dequantised: a bound; Hutchinson's trace: an unbiased estimate; else exact up to the
+        # solver's tolerance
+        if self.discrete:
+            return "bound"
+        return "exact" if self.exact_divergence else "estimate"
 
     def likelihood_note(self, num_samples: int = 1) -> str:
         c = self.config

@@ -35,7 +35,7 @@ from dgm.distributions.base import (
 from dgm.distributions.categorical import Categorical
 from dgm.distributions.gaussian import Gaussian
 from dgm.errors import ConfigError
-from dgm.models.base import Batch, GenerativeModel, check_num_samples, unpack
+from dgm.models.base import Batch, GenerativeModel, LikelihoodKind, check_num_samples, unpack
 from dgm.models.capabilities import Autoencoder, DecoderMean, EvidenceBound, Scheduled
 from dgm.models.latent.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from dgm.models.latent.priors import (
@@ -346,6 +346,9 @@ class LatentModel(GenerativeModel, Autoencoder, DecoderMean, EvidenceBound, Sche
         K = 1 is a one-sample ELBO): a lower bound on log p(x) in expectation."""
         self.check_input(x)
         return iwae_bound(self.log_weights(self.draws(x, num_samples, chunk)))
+
+    def likelihood_kind(self) -> LikelihoodKind:
+        return "estimate"  # importance-sampled with K draws (the IWAE bound)
 
     def likelihood_note(self, num_samples: int = 1) -> str:
         what = "the ELBO" if num_samples == 1 else "the IWAE bound"

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from dgm.config import opt
 from dgm.data.text import BOS, EOS, PAD, UNK
 from dgm.errors import ConfigError
-from dgm.models.base import Batch, check_num_samples, unpack
+from dgm.models.base import Batch, LikelihoodKind, check_num_samples, unpack
 from dgm.models.capabilities import (
     AggressiveInference,
     EvidenceBound,
@@ -313,6 +313,9 @@ class TextVAE(TextBase, StochasticAutoencoder, EvidenceBound, Scheduled, Aggress
         d = self.draws(x, num_samples)
         kl = self.kl(mu, log_std, d)
         return d.recon.mean(0) - kl, kl
+
+    def likelihood_kind(self) -> LikelihoodKind:
+        return "estimate"  # importance-sampled with K draws (the IWAE bound)
 
     def likelihood_note(self, num_samples: int = 1) -> str:
         what = "the ELBO" if num_samples == 1 else "the IWAE bound"
