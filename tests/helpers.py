@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dgm.models.latent.posteriors import POSTERIORS
 from dgm.models.latent.priors import PRIORS
@@ -290,3 +293,59 @@ def run_epochs(run: Path) -> list[int]:
     if not file.is_file():
         return []
     return [json.loads(line)["epoch"] for line in file.read_text().splitlines() if line.strip()]
+
+
+# -- the comparison report (tests/test_report*.py, tests/test_compare_cli.py) -----------------
+def tiny_png(path: Path, seed: int) -> Path:
+    """A 24x24 grey PNG of noise."""
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(path)
+    return path
+
+
+def report_entry(label, seed, nll, kind="exact", fd=None, tmp=None, **more):
+    """One run's entry as dgm report collects it, with made-up numbers."""
+    e = {
+        "label": label, "model": label.split("-")[0], "family": more.pop("family", "x"),
+        "seed": seed, "run": f"runs/{label}-seed{seed}", "kind": kind, "nll_nats": nll,
+        "bpd": None if nll is None else nll / (64 * np.log(2)), "parameters": 1000,
+        "train_time_s": 30.0, "epochs": 10, "stopped": "early", "curve": [[1.0, 2.5], [2.0, 2.1]],
+        "notes": [], "pictures": {},
+    }  # fmt: skip
+    if fd is not None:
+        e["fd"] = fd
+    if tmp is not None:
+        e["pictures"] = {"samples": str(tiny_png(tmp / f"{len(label)}-{seed}.png", seed))}
+    e.update(more)
+    return e
+
+
+def synthetic_report(entries, **settings):
+    """A digits report of ``entries``."""
+    from dgm.report import build_report
+
+    data = {"name": "digits", "kind": "images", "bpd_unit": "bits/dim", "num_classes": 10,
+            "description": "digits"}  # fmt: skip
+    return build_report(
+        entries, data=data, settings={"budget_s": 30.0, "num_generated": 447, **settings},
+        environment={"dgm": "0", "torch": "2"},
+    )  # fmt: skip
+
+
+class ReportPage(HTMLParser):
+    """What a report page holds: its rows' labels, its pictures, its scripts and sort keys."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.pictures, self.scripts, self.cells = [], [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and a.get("id", "").startswith("row-"):
+            self.rows.append(a["id"][4:])
+        if tag == "img":
+            self.pictures.append(a)
+        if tag == "script":
+            self.scripts += 1
+        if tag == "td" and "data-sort" in a:
+            self.cells.append(a["data-sort"])

@@ -9,52 +9,20 @@ import io
 import json
 import statistics
 from argparse import Namespace
-from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from dgm.report import build_report, read_report, table_text, write_report
+from dgm.report import read_report, table_text, write_report
 from dgm.report.build import FORMAT, kind_text
-
-
-def _png(path: Path, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(path)
-    return path
-
-
-def _entry(label, seed, nll, kind="exact", fd=None, tmp=None, **more):
-    e = {
-        "label": label, "model": label.split("-")[0], "family": more.pop("family", "x"),
-        "seed": seed, "run": f"runs/{label}-seed{seed}", "kind": kind, "nll_nats": nll,
-        "bpd": None if nll is None else nll / (64 * np.log(2)), "parameters": 1000,
-        "train_time_s": 30.0, "epochs": 10, "stopped": "early", "curve": [[1.0, 2.5], [2.0, 2.1]],
-        "notes": [], "pictures": {},
-    }  # fmt: skip
-    if fd is not None:
-        e["fd"] = fd
-    if tmp is not None:
-        e["pictures"] = {"samples": str(_png(tmp / f"{len(label)}-{seed}.png", seed))}
-    e.update(more)
-    return e
-
-
-def _report(entries, **settings):
-    data = {"name": "digits", "kind": "images", "bpd_unit": "bits/dim", "num_classes": 10,
-            "description": "digits"}  # fmt: skip
-    return build_report(
-        entries, data=data, settings={"budget_s": 30.0, "num_generated": 447, **settings},
-        environment={"dgm": "0", "torch": "2"},
-    )  # fmt: skip
+from tests.helpers import ReportPage, report_entry, synthetic_report, tiny_png
 
 
 def test_rows_aggregate_seeds_as_mean_and_spread():
-    entries = [_entry("arm", s, v) for s, v in enumerate([80.0, 81.0, 83.0])]
-    entries.append(_entry("vae", 0, 86.0, kind="estimate", num_samples=1000))
-    report = _report(entries)
+    entries = [report_entry("arm", s, v) for s, v in enumerate([80.0, 81.0, 83.0])]
+    entries.append(report_entry("vae", 0, 86.0, kind="estimate", num_samples=1000))
+    report = synthetic_report(entries)
     arm, vae = report["models"]
     assert arm["seeds"] == [0, 1, 2] and len(arm["runs"]) == 3
     s = arm["metrics"]["nll_nats"]
@@ -71,14 +39,14 @@ def test_rows_aggregate_seeds_as_mean_and_spread():
 
 def test_reading_says_what_compares_and_what_does_not():
     entries = [
-        _entry("arm", 0, 84.0, fd=14.0),
-        _entry("vdm", 0, 82.0, kind="bound", fd=6.0, family="diffusion", sample_ms=80.0),
-        _entry("realnvp", 0, 95.0, kind="bound", fd=30.0, sample_ms=0.5),
-        _entry("gan", 0, None, kind="none", fd=120.0, sample_ms=0.01, classes_covered=1),
+        report_entry("arm", 0, 84.0, fd=14.0),
+        report_entry("vdm", 0, 82.0, kind="bound", fd=6.0, family="diffusion", sample_ms=80.0),
+        report_entry("realnvp", 0, 95.0, kind="bound", fd=30.0, sample_ms=0.5),
+        report_entry("gan", 0, None, kind="none", fd=120.0, sample_ms=0.01, classes_covered=1),
     ]
     entries[0]["sample_ms"] = 13.0
     entries[1]["train_time_s"] = 30.0  # the whole budget
-    report = _report(entries)
+    report = synthetic_report(entries)
     words = " ".join(report["reading"])
     assert "Best on likelihood: vdm, 82.00 nats" in words
     assert "upper bound" in words
@@ -95,40 +63,23 @@ def test_reading_says_what_compares_and_what_does_not():
 
 
 def test_reading_of_seeds_names_the_spread():
-    entries = [_entry("arm", s, v) for s, v in enumerate([80.0, 82.0])]
-    entries += [_entry("made", s, v) for s, v in enumerate([84.0, 84.5])]
-    words = " ".join(_report(entries)["reading"])
+    entries = [report_entry("arm", s, v) for s, v in enumerate([80.0, 82.0])]
+    entries += [report_entry("made", s, v) for s, v in enumerate([84.0, 84.5])]
+    words = " ".join(synthetic_report(entries)["reading"])
     assert "Over 2 seeds the NLL moves by up to 1.41 nats (the spread of arm)" in words
-
-
-class _Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.rows, self.pictures, self.scripts, self.cells = [], [], 0, []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "tr" and a.get("id", "").startswith("row-"):
-            self.rows.append(a["id"][4:])
-        if tag == "img":
-            self.pictures.append(a)
-        if tag == "script":
-            self.scripts += 1
-        if tag == "td" and "data-sort" in a:
-            self.cells.append(a["data-sort"])
 
 
 def test_page_is_self_contained_and_escapes(tmp_path):
     entries = [
-        _entry("arm", 0, 84.0, fd=14.0, tmp=tmp_path),
-        _entry("arm", 1, 85.0, fd=15.0, tmp=tmp_path),
-        _entry("<b>x</b>", 0, 90.0, fd=20.0, tmp=tmp_path),
+        report_entry("arm", 0, 84.0, fd=14.0, tmp=tmp_path),
+        report_entry("arm", 1, 85.0, fd=15.0, tmp=tmp_path),
+        report_entry("<b>x</b>", 0, 90.0, fd=20.0, tmp=tmp_path),
     ]
-    report = _report(entries)
+    report = synthetic_report(entries)
     html, js = tmp_path / "r.html", tmp_path / "r.json"
-    curves = _png(tmp_path / "curves.png", 9)
+    curves = tiny_png(tmp_path / "curves.png", 9)
     write_report(report, html, js, {"validation curves": curves})
-    page = _Page()
+    page = ReportPage()
     text = html.read_text()
     page.feed(text)
     assert page.rows == ["arm", "<b>x</b>"]  # the label is text, escaped in the page

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_report import _entry, _Page, _report
+from tests.helpers import ReportPage, report_entry, synthetic_report
 
 pytestmark = pytest.mark.browser
 
@@ -43,19 +43,19 @@ def page(tmp_path) -> Path:
     from dgm.report import write_report
 
     entries = [
-        _entry("arm", 0, 84.0, fd=14.0, tmp=tmp_path, sample_ms=13.0),
-        _entry("vae", 0, 88.0, kind="estimate", num_samples=1000, fd=12.0, tmp=tmp_path),
-        _entry("gan", 0, None, kind="none", fd=40.0, tmp=tmp_path),
+        report_entry("arm", 0, 84.0, fd=14.0, tmp=tmp_path, sample_ms=13.0),
+        report_entry("vae", 0, 88.0, kind="estimate", num_samples=1000, fd=12.0, tmp=tmp_path),
+        report_entry("gan", 0, None, kind="none", fd=40.0, tmp=tmp_path),
     ]
     html = tmp_path / "report.html"
-    write_report(_report(entries), html, tmp_path / "report.json")
+    write_report(synthetic_report(entries), html, tmp_path / "report.json")
     return html
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no chromium installed (Debian: apt install chromium)")
 def test_the_page_in_a_browser(page, tmp_path):
     dom = _chromium("--dump-dom", page.as_uri())
-    parsed = _Page()
+    parsed = ReportPage()
     parsed.feed(dom)
     assert parsed.rows, "no rows in the page as the browser built it"
     assert all(p["src"].startswith("data:image/png;base64,") for p in parsed.pictures)

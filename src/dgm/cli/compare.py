@@ -30,25 +30,21 @@ from dgm.errors import ConfigError, DataError
 # compare.json's "format": what tells a comparison's folder from any other
 FORMAT = "dgm-comparison"
 DEFAULT_BUDGET = 30.0  # seconds of training per model: the README's first command
-# one model per family, in the table's order: (family, model, settings). The settings make a
-# model measurable in a comparison's time (VDM's 1000 sampling steps take minutes for a few
-# hundred digits; 100 keep its samples) and are listed with its row.
-DEFAULT_MODELS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
+# one model per family, in the table's order: (model, settings). The settings make a model
+# measurable in a comparison's time (VDM's 1000 sampling steps take minutes for a few hundred
+# digits; 100 keep its samples) and are listed with its row.
+DEFAULT_MODELS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
     "arrays": (
-        ("autoregressive", "arm", {}),
-        ("flow", "realnvp", {}),
-        ("latent", "vae", {}),
-        ("gan", "gan", {}),
-        ("diffusion", "vdm", {"steps": 100}),
-        ("hybrid", "hybrid-vae", {}),
+        ("arm", {}),
+        ("realnvp", {}),
+        ("vae", {}),
+        ("gan", {}),
+        ("vdm", {"steps": 100}),
+        ("hybrid-vae", {}),
     ),
-    "text": (("text", "lstm-lm", {}), ("text", "transformer-lm", {}), ("text", "text-vae", {})),
-    "molecules": (
-        ("molecules", "char-rnn", {}),
-        ("molecules", "mol-vae", {}),
-        ("molecules", "grammar-vae", {}),
-    ),
-    "audio": (("autoregressive", "wavenet", {}), ("latent", "vqvae", {})),
+    "text": (("lstm-lm", {}), ("transformer-lm", {}), ("text-vae", {})),
+    "molecules": (("char-rnn", {}), ("mol-vae", {}), ("grammar-vae", {})),
+    "audio": (("wavenet", {}), ("vqvae", {})),
 }
 POLL_S = 0.5  # how often running training processes are checked
 STOP_WAIT_S = 60.0  # how long an interrupted training process may take to save and stop
@@ -175,13 +171,13 @@ def choose(args: argparse.Namespace, spec: Any, kind: str) -> tuple[list[tuple],
     chosen, skipped = [], []
     if args.models is None:
         group = "arrays" if kind in report_cmd.ARRAY_KINDS else kind
-        for family, name, settings in DEFAULT_MODELS[group]:
+        for name, settings in DEFAULT_MODELS[group]:
             try:
                 _fits(name, settings, spec)
             except DgmError as e:
                 skipped.append({"model": name, "why": str(e)})
                 continue
-            chosen.append((name, name, family, settings))
+            chosen.append((name, name, registry.get(name).family, settings))
         if not chosen:
             raise DataError(f"no model of the default set takes {spec.name}: " + "; ".join(
                 f"{s['model']}: {s['why']}" for s in skipped))  # fmt: skip
@@ -269,7 +265,7 @@ def train_all(jobs: list[Job], args: argparse.Namespace, parallel: int, threads:
                     [sys.executable, "-m", "dgm", *argv], stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, env=env,
                     # its own session: Ctrl-C reaches this process only, which passes it on once
-                    # (a second SIGINT could cut a run's checkpoint short)
+                    # (a second signal could cut a run's checkpoint short)
                     start_new_session=True,
                 )  # fmt: skip
                 running.append((job, proc, time.perf_counter(), log))
@@ -288,9 +284,11 @@ def train_all(jobs: list[Job], args: argparse.Namespace, parallel: int, threads:
                     failed[job.run_name] = f"training failed (exit {proc.returncode}): {why}"
                     common.err(f"failed {job.label} (seed {job.seed}): {why}")
     except KeyboardInterrupt:
-        for _, proc, _, _ in running:  # each saves its last epoch and exits (130)
+        # SIGTERM, which dgm train handles as Ctrl-C (it saves its last epoch and exits 130):
+        # SIGINT may be ignored where this command runs in the background of a shell
+        for _, proc, _, _ in running:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
         deadline = time.perf_counter() + STOP_WAIT_S
         for _, proc, _, log in running:
             try:
@@ -354,16 +352,20 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("every training run failed: " + "; ".join(failed.values()))
     features = str(out / "features")
     common.err(f"measuring {len(done)} runs (features: {features})")
-    entries = []
-    for j in done:
-        e = report_cmd.measure_run(
-            j.folder, j.label, j.seed, args, features, out / "evals" / f"{j.run_name}.json"
+    report_cmd.prepare_features(dataset, features)
+    measured = [(j.folder, j.label, j.seed, out / "evals" / f"{j.run_name}.json") for j in done]
+    try:  # the runs side by side as they trained: one process a core (one on a GPU)
+        entries = report_cmd.measure_all(measured, args, features, parallel, threads)
+    except KeyboardInterrupt:
+        common.err(
+            f"dgm compare: interrupted while measuring; what is measured is kept in {out}/evals:"
+            " the same command goes on where it stopped"
         )
-        e["family"] = j.family
+        return common.EXIT_INTERRUPTED
+    for j, e in zip(done, entries):
         if j.settings:
             e["notes"] = [f"settings: {', '.join(f'{k}={v}' for k, v in j.settings.items())}",
                           *e["notes"]]  # fmt: skip
-        entries.append(e)
     skipped += [{"model": name, "why": why} for name, why in failed.items()]
     settings = {
         "command": command_line(args, data, out),

@@ -171,6 +171,52 @@ def num_samples(model: Any, asked: int | None) -> int | None:
     return AVERAGED_K if model.averaged_samples else None
 
 
+def prepare_features(dataset: Any, folder: str | Path) -> None:
+    """Train the shared feature network now (when the data has labels for one and ``folder``
+    holds none), before runs are measured side by side, so that it is trained once."""
+    from dgm.data.toy import MODES
+    from dgm.evaluation.features import feature_net_for
+
+    spec = dataset.spec
+    if spec.num_classes and data_kind(spec) in ARRAY_KINDS and spec.name not in MODES:
+        if not (Path(folder) / "config.json").is_file():
+            common.err(f"training the feature network on {spec.name} (once; kept in {folder})")
+        feature_net_for(dataset, folder)
+
+
+def measure_all(
+    jobs: list[tuple[str | Path, str, int, Path | None]],
+    args: argparse.Namespace,
+    features: str,
+    processes: int = 1,
+    threads: int = 1,
+) -> list[dict[str, Any]]:
+    """:func:`measure_run` of every ``(run, label, seed, cache)``, in ``processes`` worker
+    processes of ``threads`` threads each (in this process when 1), in order."""
+    if processes <= 1 or len(jobs) <= 1:
+        return [
+            measure_run(r, label, seed, args, features, cache) for r, label, seed, cache in jobs
+        ]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked copy of a process that has run torch's thread pools can hang
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_threads,
+                             initargs=(threads,)) as pool:  # fmt: skip
+        futures = [
+            pool.submit(measure_run, r, label, seed, args, features, cache)
+            for r, label, seed, cache in jobs
+        ]
+        return [f.result() for f in futures]
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def _stopped(results: dict[str, Any], train: dict[str, Any]) -> str:
     """What ended training: ``epochs`` (all of them), ``budget`` (--max-time) or ``early``."""
     epochs = results.get("epochs") or 0

@@ -11,7 +11,7 @@ from typing import Any
 KIND_WORDS = {
     "exact": "exact",
     "bound": "an upper bound on its NLL",
-    "estimate": "an importance-sampled estimate (an upper bound in expectation)",
+    "estimate": "an estimate (importance-sampled: an upper bound in expectation)",
 }
 # why a family samples slowly, for the sentence on speed
 SLOW_BECAUSE = {
