@@ -204,3 +204,21 @@ def test_default_set_skips_what_cannot_model_the_data_with_why():
         "autoregressive", "flow", "latent", "gan", "diffusion", "hybrid"
     ]  # fmt: skip
     assert skipped == []
+
+
+def test_runs_of_one_model_share_a_row_by_their_seed_suffix():
+    from dgm.cli.report import labels_of
+
+    got = labels_of(["runs/cmp/runs/arm-seed0", "runs/cmp/runs/arm-seed12", "runs/vae-mnist"])
+    assert got == [("arm", 0), ("arm", 12), ("vae-mnist", 0)]
+
+
+def test_what_stopped_training():
+    from dgm.cli.report import _stopped
+
+    assert (
+        _stopped({"epochs": 200, "train_time_s": 50}, {"epochs": 200, "max_time": 60}) == "epochs"
+    )
+    assert _stopped({"epochs": 40, "train_time_s": 59}, {"epochs": 200, "max_time": 60}) == "budget"
+    assert _stopped({"epochs": 40, "train_time_s": 20}, {"epochs": 200, "max_time": 60}) == "early"
+    assert _stopped({"epochs": 40, "train_time_s": 20}, {"epochs": 200, "max_time": 0}) == "early"

@@ -335,33 +335,27 @@ def run(args: argparse.Namespace) -> int:
         f"each, {args.seeds} seed{'s' if args.seeds > 1 else ''}, {parallel} at a time; in {out}"
     )
     t0 = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's stop: as Ctrl-C
     try:
         failed = train_all(jobs, args, parallel, threads)
+        train_s = time.perf_counter() - t0
+        done = [j for j in jobs if j.run_name not in failed]
+        if not done:
+            raise ConfigError("every training run failed: " + "; ".join(failed.values()))
+        features = str(out / "features")
+        common.err(f"measuring {len(done)} runs (features: {features})")
+        report_cmd.prepare_features(dataset, features)
+        measured = [(j.folder, j.label, j.seed, out / "evals" / f"{j.run_name}.json") for j in done]
+        # side by side as they trained: one process a core (one on a GPU)
+        entries = report_cmd.measure_all(measured, args, features, parallel, threads)
     except KeyboardInterrupt:
         common.err(
-            f"dgm compare: interrupted; finished runs are kept in {out}: the same command "
-            "goes on where it stopped"
+            f"dgm compare: interrupted; finished runs and measurements are kept in {out}: the "
+            "same command goes on where it stopped"
         )
         return common.EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    train_s = time.perf_counter() - t0
-    done = [j for j in jobs if j.run_name not in failed]
-    if not done:
-        raise ConfigError("every training run failed: " + "; ".join(failed.values()))
-    features = str(out / "features")
-    common.err(f"measuring {len(done)} runs (features: {features})")
-    report_cmd.prepare_features(dataset, features)
-    measured = [(j.folder, j.label, j.seed, out / "evals" / f"{j.run_name}.json") for j in done]
-    try:  # the runs side by side as they trained: one process a core (one on a GPU)
-        entries = report_cmd.measure_all(measured, args, features, parallel, threads)
-    except KeyboardInterrupt:
-        common.err(
-            f"dgm compare: interrupted while measuring; what is measured is kept in {out}/evals:"
-            " the same command goes on where it stopped"
-        )
-        return common.EXIT_INTERRUPTED
     for j, e in zip(done, entries):
         if j.settings:
             e["notes"] = [f"settings: {', '.join(f'{k}={v}' for k, v in j.settings.items())}",
@@ -377,10 +371,10 @@ def run(args: argparse.Namespace) -> int:
             (e["measured"]["samples"].get("generated") for e in entries
              if "samples" in e["measured"]), None),
         "features": features,
-        "training wall time (s)": round(train_s, 1),
+        "training wall time, this session (s)": round(train_s, 1),
     }  # fmt: skip
     html = out / "report.html"
-    settings["training and measuring (s)"] = round(time.perf_counter() - t0, 1)
+    settings["training and measuring, this session (s)"] = round(time.perf_counter() - t0, 1)
     env = report_cmd.environment(parallel, threads)
     report = report_cmd.write(
         entries, html, out / "report.json", dataset, data, settings, env, skipped, out

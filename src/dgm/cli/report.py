@@ -471,6 +471,8 @@ def write(
     from dgm.report import build_report, write_report
 
     info = data_info(dataset, name)
+    precisions = sorted({str(e["precision_mode"]) for e in entries if e.get("precision_mode")})
+    env = {**env, "precision": ", ".join(precisions) or "unknown"}
     report = build_report(entries, data=info, settings=settings, environment=env,
                           skipped=list(skipped))  # fmt: skip
     fig = curves_figure(entries, (figure_dir or html.parent) / f"{html.stem}-curves.png",
