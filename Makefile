@@ -9,21 +9,26 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo demo-arm test test-fast report-screenshot lint format bench clean
 
+# dgm and what it needs (make demo); then the tests' tools and RDKit (make setup, make test)
 $(BIN)/dgm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/dgm
 	$(BIN)/pip install -q -e ".[dev,molecules]"
 	@touch $@
 
-setup: $(BIN)/dgm
+setup: $(VENV)/.dev
 
 # the main job: one model per family on the digits, 30 s of training each, side by side in
 # runs/demo/report.html (run it again: it resumes, and reuses what is done)
-demo: setup
+demo: $(BIN)/dgm
 	$(BIN)/dgm compare --data digits --out runs/demo
 
 # the first demo: the default ARM on digits, its test NLL and runs/demo-arm/samples.png
-demo-arm: setup
+demo-arm: $(BIN)/dgm
 	$(BIN)/dgm train arm --data digits --out runs/demo-arm --overwrite
 
 test: setup

@@ -32,6 +32,7 @@ def test_rows_aggregate_seeds_as_mean_and_spread():
     assert kind_text(vae) == "estimate, K=1000"
     text = table_text(report)
     assert "81.33 ± 1.53" in text and "estimate, K=1000" in text
+    assert "1k" in text  # parameters, in thousands
     # columns no model has are left out; those some model has stay
     keys = [c["key"] for c in report["columns"]]
     assert "nll_nats" in keys and "fd" not in keys and "accuracy" not in keys
@@ -42,7 +43,17 @@ def test_reading_says_what_compares_and_what_does_not():
         report_entry("arm", 0, 84.0, fd=14.0),
         report_entry("vdm", 0, 82.0, kind="bound", fd=6.0, family="diffusion", sample_ms=80.0),
         report_entry("realnvp", 0, 95.0, kind="bound", fd=30.0, sample_ms=0.5),
-        report_entry("gan", 0, None, kind="none", fd=120.0, sample_ms=0.01, classes_covered=1),
+        report_entry(
+            "gan",
+            0,
+            None,
+            kind="none",
+            fd=120.0,
+            sample_ms=0.01,
+            classes_covered=1,
+            precision=0.9,
+            recall=0.01,
+        ),
     ]
     entries[0]["sample_ms"] = 13.0
     entries[1]["train_time_s"] = 30.0  # the whole budget
@@ -59,6 +70,7 @@ def test_reading_says_what_compares_and_what_does_not():
     assert "Fastest sampler: gan" in words and "slowest: vdm" in words
     assert "a diffusion model runs its network once per denoising step" in words
     assert "used the whole 30 s budget" in words
+    assert "gan: precision 0.900 with recall 0.010" in words and "mode collapse" in words
     assert "One seed each" in words
 
 

@@ -35,7 +35,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("bpd", "bits/dim", "low", ".3f", "the NLL in bits per dimension"),
     Column("ais_nll_nats", "AIS NLL (nats)", "low", ".2f",
            "annealed importance sampling estimate of a generator's NLL under Gaussian noise"),
-    Column("parameters", "parameters", "", ",.0f", "trainable parameters"),
+    Column("parameters", "parameters", "", "human", "trainable parameters (k: 1e3, M: 1e6)"),
     Column("train_time_s", "train s", "", ".0f", "seconds of training"),
     Column("epochs", "epochs", "", ".0f", "epochs trained"),
     Column("sample_ms", "ms / sample", "low", ".2f", "milliseconds to draw one sample, in batches"),
@@ -159,17 +159,27 @@ def cell(row: dict[str, Any], column: dict[str, Any] | Column) -> str:
     s = row["metrics"].get(c["key"])
     if s is None:
         return "-"
-    text = format(s["mean"], c["fmt"])
+    text = _format(s["mean"], c["fmt"])
     if s["std"] is not None:
-        text += " ± " + format(s["std"], c["fmt"].replace(",", ""))
+        text += " ± " + _format(s["std"], c["fmt"].replace(",", ""))
     return text
 
 
+def _format(v: float, fmt: str) -> str:
+    if fmt != "human":
+        return format(v, fmt)
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.0f}"
+
+
 def kind_text(row: dict[str, Any]) -> str:
-    """``exact``, ``bound``, ``estimate, K=1000`` or ``none``: what the NLL column is."""
-    kind = row["kind"]
-    if kind == "estimate" and row.get("num_samples"):
-        return f"estimate, K={row['num_samples']}"
+    """``exact``, ``bound``, ``bound, K=10`` (draws averaged or importance-weighted),
+    ``estimate, K=1000`` or ``none``: what the NLL column is."""
+    kind, k = row["kind"], row.get("num_samples")
+    if k and (kind == "estimate" or (kind == "bound" and k > 1)):
+        return f"{kind}, K={k}"
     return kind
 
 

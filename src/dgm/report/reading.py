@@ -19,6 +19,8 @@ SLOW_BECAUSE = {
     "diffusion": "a diffusion model runs its network once per denoising step",
     "text": "a language model draws one token after another",
 }
+# precision at least this with recall below that: samples of few kinds (a collapsed GAN)
+COLLAPSE_PRECISION, COLLAPSE_RECALL = 0.5, 0.1
 # a share of the budget above which a run counts as stopped by it, not by early stopping
 BUDGET_USED = 0.9
 
@@ -119,6 +121,16 @@ def samples(report: dict[str, Any]) -> list[str]:
             out.append(
                 f"Most faithful samples (precision): {p['label']}, {_m(p, 'precision'):.3f}; "
                 f"most diverse (recall): {c['label']}, {_m(c, 'recall'):.3f}."
+            )
+        collapsed = [
+            r for r in prec
+            if _m(r, "precision") >= COLLAPSE_PRECISION and (_m(r, "recall") or 0) < COLLAPSE_RECALL
+        ]  # fmt: skip
+        for r in collapsed:
+            out.append(
+                f"{r['label']}: precision {_m(r, 'precision'):.3f} with recall "
+                f"{_m(r, 'recall'):.3f}: its samples look real but cover little of the data "
+                "(mode collapse)."
             )
         if n:
             out.append(
