@@ -151,7 +151,9 @@ def plan(
              features, *gen, *device],
         ))  # fmt: skip
     if model.has_likelihood and kind in ARRAY_KINDS:
-        for target in ("noise", "inverted"):
+        # inverted levels are another kind of image; inverted vectors (low + high - x) may be
+        # the same distribution (the toys are symmetric): noise only there
+        for target in ("noise", "inverted") if kind == "images" else ("noise",):
             out.append((f"ood-{target}", ["ood", run, "--out", target, "--json", *k_ood, *device]))
     if model.has_likelihood and args.ood and kind in (*ARRAY_KINDS, "text"):
         out.append((f"ood-{args.ood}", ["ood", run, "--out", args.ood, "--json", *k_ood, *device]))
@@ -272,7 +274,7 @@ def entry(
             if key in nll:
                 e[key] = nll[key]
     q = measured.get("samples") or (nll if "fd" in nll else {})
-    for key in ("fd", "precision", "recall", "modes_covered", "high_quality"):
+    for key in ("fd", "precision", "recall", "modes_covered", "modes_total", "high_quality"):
         if key in q:
             e[key] = q[key]
     if "classes" in q:

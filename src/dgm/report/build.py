@@ -44,6 +44,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("recall", "recall", "high", ".3f", "share of the test data near the samples"),
     Column("classes_covered", "classes", "high", ".0f", "classes found among the samples"),
     Column("modes_covered", "modes", "high", ".0f", "mixture modes covered by the samples"),
+    Column("modes_total", "of modes", "", ".0f", "modes of the mixture"),
     Column("high_quality", "high quality", "high", ".3f", "samples within 3 std of a mode"),
     Column("auroc_noise", "AUROC noise", "high", ".3f",
            "test inputs against uniform noise, scored by -log p(x)"),

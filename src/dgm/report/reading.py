@@ -82,10 +82,15 @@ def likelihood(report: dict[str, Any]) -> list[str]:
             "order may not be the order of the true NLLs, which each bound's gap hides."
         )
     if none:
+        ais = (
+            "a continuous density that does not compare with these discrete NLLs"
+            if report["data"].get("levels")
+            else "a stochastic lower bound on its log-density"
+        )
         out.append(
             f"{_names(none)} {'has' if len(none) == 1 else 'have'} no likelihood: compared on "
-            "samples only (dgm eval --metrics ais estimates a GAN's density under Gaussian "
-            "noise, a continuous density that does not compare with these discrete NLLs)."
+            f"samples only (dgm eval --metrics ais estimates a GAN's density under Gaussian "
+            f"noise, {ais})."
         )
     spreads = [r for r in rows if (r["metrics"]["nll_nats"].get("std") is not None)]
     if spreads:
@@ -156,9 +161,11 @@ def samples(report: dict[str, Any]) -> list[str]:
     modes = [r for r in report["models"] if _m(r, "modes_covered") is not None]
     if modes:
         m = max(modes, key=lambda r: (_m(r, "modes_covered"), _m(r, "high_quality") or 0))
+        total = _m(m, "modes_total")
         out.append(
-            f"Most modes covered: {m['label']}, {_m(m, 'modes_covered'):.0f}, with "
-            f"{_m(m, 'high_quality'):.1%} of its samples near a mode."
+            f"Most modes covered: {m['label']}, {_m(m, 'modes_covered'):.0f}"
+            + (f" of {total:.0f}" if total else "")
+            + f", with {_m(m, 'high_quality'):.1%} of its samples near a mode."
         )
     return out
 
@@ -206,7 +213,9 @@ def detection(report: dict[str, Any]) -> list[str]:
             out.append(
                 f"Against {what}, "
                 + ", ".join(f"{r['label']} reaches AUROC {_m(r, key):.3f}" for r in weak)
-                + " (below 0.99): its likelihood ranks some of them as likely as real inputs."
+                + " (below 0.99): "
+                + ("its likelihood ranks" if len(weak) == 1 else "their likelihoods rank")
+                + " some of them as likely as test inputs."
             )
     named = sorted({c["key"] for c in report["columns"]} - {"auroc_noise", "auroc_inverted"})
     for key in (k for k in named if k.startswith("auroc_")):
