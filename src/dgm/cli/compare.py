@@ -400,6 +400,8 @@ def command_line(args: argparse.Namespace, data: str, out: Path) -> str:
         argv += ["--models", args.models]
     if args.seeds > 1:
         argv += ["--seeds", str(args.seeds)]
-    if args.ood:
-        argv += ["--ood", args.ood]
+    for flag, value in (("--ood", args.ood), ("--num-samples", args.num_samples),
+                        ("--num-generated", args.num_generated)):  # fmt: skip
+        if value is not None:
+            argv += [flag, str(value)]
     return "dgm " + shlex.join(argv)

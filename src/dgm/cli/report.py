@@ -440,8 +440,8 @@ def labels_of(runs: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def check_same_data(runs: list[str]) -> dict[str, Any]:
-    """Every run's config.json, refusing runs on different datasets (names them)."""
+def check_same_data(runs: list[str]) -> None:
+    """Refuse runs on different datasets (naming them) and runs with no model yet."""
     from dgm.runs import RunFolder
 
     configs = {r: RunFolder(r).read_config() for r in runs}
@@ -456,7 +456,6 @@ def check_same_data(runs: list[str]) -> dict[str, Any]:
         raise DataError(
             f"the runs are on different datasets: {listed}; a report compares runs on one dataset"
         )
-    return configs
 
 
 def write(
@@ -496,13 +495,27 @@ def print_table(report: dict[str, Any], html: Path) -> None:
     print(f"\nreport: {html}")
 
 
+def command_line(args: argparse.Namespace, html: Path) -> str:
+    """The command that makes this report again."""
+    argv = ["report", *map(str, args.runs), "--out", str(html)]
+    for flag, value in (
+        ("--num-samples", args.num_samples),
+        ("--num-generated", args.num_generated),
+        ("--ood", args.ood),
+        ("--features", args.features),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return "dgm " + shlex.join(argv)
+
+
 def run(args: argparse.Namespace) -> int:
     html = Path(args.out)
     if html.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"--out {html}: give the page's file name, ending in .html")
     common.check_output(html, "--out")
     check_measure(args)
-    configs = check_same_data(args.runs)
+    check_same_data(args.runs)
     labels = labels_of(args.runs)
     if len(set(labels)) < len(labels):
         raise ConfigError("two runs share a folder name and seed; pass each run once")
@@ -511,12 +524,13 @@ def run(args: argparse.Namespace) -> int:
     name = first.data_name()
     features = args.features or str(first.folder.features)
     common.err(f"measuring {len(args.runs)} runs on {name} (features: {features})")
-    entries = [
-        measure_run(r, label, seed, args, features) for r, (label, seed) in zip(args.runs, labels)
-    ]
-    del configs
+    prepare_features(dataset, features)
+    jobs = [(r, label, seed, None) for r, (label, seed) in zip(args.runs, labels)]
+    # one process a core, one thread each (in this process on a GPU, or for one run)
+    processes = 1 if common.device(args.device) != "cpu" else min(cores(), len(jobs))
+    entries = measure_all(jobs, args, features, processes)
     settings = {
-        "command": "dgm report " + shlex.join([*args.runs, "--out", str(html)]),
+        "command": command_line(args, html),
         "num_samples": args.num_samples
         or f"{ESTIMATE_K} (estimates), {AVERAGED_K} (averaged bounds)",
         "num_generated": entries[0].get("measured", {}).get("samples", {}).get("generated"),
