@@ -46,6 +46,12 @@ DEFAULT_MODELS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
     "molecules": (("char-rnn", {}), ("mol-vae", {}), ("grammar-vae", {})),
     "audio": (("wavenet", {}), ("vqvae", {})),
 }
+EXAMPLES = """examples:
+  dgm compare                                   # digits, one model per family, 30 s each
+  dgm compare --data mnist --budget 600 --seeds 3 --ood fashion-mnist
+  dgm compare --data my_images/ --models arm,realnvp,gan:objective=hinge --out runs/cmp
+                                                # the same again: resumes, reuses what is done
+"""
 POLL_S = 0.5  # how often running training processes are checked
 STOP_WAIT_S = 60.0  # how long an interrupted training process may take to save and stop
 
@@ -54,7 +60,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
         help="train one model per family with the same budget; one HTML report side by side",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common.add_data(p, "dataset name or path (default: digits)")
     p.add_argument(

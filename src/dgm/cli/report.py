@@ -40,7 +40,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="side-by-side report of existing runs on one dataset: one HTML page + JSON",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
+        epilog="examples:\n  dgm report runs/arm runs/vae runs/gan --out report.html\n"
+        "  dgm report runs/cmp/runs/*/ --out all.html   # a comparison's runs; seeds share a row\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders from 'dgm train'")
     p.add_argument(
@@ -193,24 +196,46 @@ def measure_all(
     processes: int = 1,
     threads: int = 1,
 ) -> list[dict[str, Any]]:
-    """:func:`measure_run` of every ``(run, label, seed, cache)``, in ``processes`` worker
-    processes of ``threads`` threads each (in this process when 1), in order."""
-    if processes <= 1 or len(jobs) <= 1:
-        return [
-            measure_run(r, label, seed, args, features, cache) for r, label, seed, cache in jobs
-        ]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """The entries of every ``(run, label, seed, cache)``, in order: each run's commands
+    (:func:`plan`) run in ``processes`` worker processes of ``threads`` threads each (in this
+    process when 1), the slowest first so that the workers finish together; a run whose
+    ``cache`` holds the same commands, written after its results.json, is read back."""
+    plans = [_plan_run(r, label, seed, args, features, cache) for r, label, seed, cache in jobs]
+    tasks = [(i, what, argv) for i, p in enumerate(plans) if p["entry"] is None
+             for what, argv in p["commands"].items()]  # fmt: skip
+    # a diffusion bound's K draws and samples of many steps, then importance-sampled estimates
+    tasks.sort(key=lambda t: -plans[t[0]]["cost"])
+    results: dict[tuple[int, str], dict[str, Any]] = {}
+    if processes <= 1 or len(tasks) <= 1:
+        for i, what, argv in tasks:
+            common.err(f"  {plans[i]['label']}: dgm {shlex.join(argv)}")
+            results[i, what] = measure(argv)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: a forked copy of a process that has run torch's thread pools can hang
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_threads,
-                             initargs=(threads,)) as pool:  # fmt: skip
-        futures = [
-            pool.submit(measure_run, r, label, seed, args, features, cache)
-            for r, label, seed, cache in jobs
-        ]
-        return [f.result() for f in futures]
+        # spawn, not fork: a forked copy of a process that has run torch's thread pools can hang
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_threads,
+                                 initargs=(threads,)) as pool:  # fmt: skip
+            common.err(f"  {len(tasks)} commands, {processes} at a time:")
+            futures = {}
+            for i, what, argv in tasks:
+                common.err(f"  {plans[i]['label']}: dgm {shlex.join(argv)}")
+                futures[i, what] = pool.submit(measure, argv)
+            results = {key: f.result() for key, f in futures.items()}
+    entries = []
+    for i, p in enumerate(plans):
+        if p["entry"] is None:
+            measured = {what: results[i, what] for what in p["commands"]}
+            p["entry"] = entry(p["run"], p["label"], p["seed"], measured, p["commands"],
+                               p["family"], p["notes"])  # fmt: skip
+            if p["cache"] is not None:
+                from dgm.io import write_json
+
+                write_json(p["cache"], {"commands": p["commands"], "entry": p["entry"]})
+        entries.append(p["entry"])
+    return entries
 
 
 def _threads(n: int) -> None:
@@ -307,34 +332,39 @@ def measure_run(
     features: str,
     cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Measure one run (or read the measurements of ``cache``, when it was written after the
-    run's results.json by the same commands) and return its entry."""
+    """Measure one run (or read it back from ``cache``) and return its entry."""
+    return measure_all([(run, label, seed, cache)], args, features)[0]
+
+
+def _plan_run(
+    run: str | Path, label: str, seed: int, args: argparse.Namespace, features: str,
+    cache: Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """What measuring ``run`` takes: its commands, notes and family, how slow it is likely
+    to be, and its entry when ``cache`` holds it for the same commands and results."""
     from dgm import registry
 
     loaded = common.load_run(run, "cpu")
-    model, config = loaded.model, loaded.config
+    model = loaded.model
     spec = loaded.dataset().spec
     commands = dict(plan(run, model, spec, args, features))
-    results = loaded.folder.results_file
-    if cache is not None and cache.is_file() and results.is_file():
-        kept = json.loads(cache.read_text())
-        if kept.get("commands") == commands and cache.stat().st_mtime >= results.stat().st_mtime:
-            return kept["entry"]
-    measured: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     if not model.has_likelihood:
         notes.append(f"{model.name} has no likelihood: no NLL and no OOD scores")
     if spec.num_classes is None and "samples" not in commands and data_kind(spec) in ARRAY_KINDS:
         notes.append(f"{spec.name} has no labels to train a feature network on: no FD")
-    for what, argv in commands.items():
-        common.err(f"  {label}: dgm {shlex.join(argv)}")
-        measured[what] = measure(argv)
-    e = entry(run, label, seed, measured, commands, registry.get(config["model"]).family, notes)
-    if cache is not None:
-        from dgm.io import write_json
-
-        write_json(cache, {"commands": commands, "entry": e})
-    return e
+    kept = None
+    results = loaded.folder.results_file
+    if cache is not None and cache.is_file() and results.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("commands") == commands and cache.stat().st_mtime >= results.stat().st_mtime:
+            kept = saved["entry"]
+    kind = model.likelihood_kind() if model.has_likelihood else "none"
+    return {
+        "run": run, "label": label, "seed": seed, "cache": cache, "commands": commands,
+        "notes": notes, "family": registry.get(loaded.config["model"]).family, "entry": kept,
+        "cost": 3 if model.averaged_samples else 2 if kind == "estimate" else 1,
+    }  # fmt: skip
 
 
 # -- the report ----------------------------------------------------------------------------------
