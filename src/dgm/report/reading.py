@@ -62,9 +62,17 @@ def likelihood(report: dict[str, Any]) -> list[str]:
     loose = [r for r in rows if r["kind"] in ("bound", "estimate")]
     exact = [r for r in rows if r["kind"] == "exact"]
     if loose and exact:
+        these = (
+            f"The NLL of {_names(loose)} is an upper bound (or an estimate of one)"
+            if len(loose) == 1
+            else f"The NLLs of {_names(loose)} are upper bounds (or estimates of one)"
+        )
+        those = (
+            f"that of {_names(exact)} is exact" if len(exact) == 1
+            else f"those of {_names(exact)} are exact"
+        )  # fmt: skip
         out.append(
-            f"The NLLs of {_names(loose)} are upper bounds (or estimates of one) while those of "
-            f"{_names(exact)} are exact: a bound above an exact number does not show that its "
+            f"{these} while {those}: a bound above an exact number does not show that its "
             "model is worse (its true NLL may be lower), but a bound below one shows that its "
             "model is better."
         )
