@@ -25,6 +25,7 @@ from typing import Any
 
 from dgm.cli import common
 from dgm.cli import report as report_cmd
+from dgm.config import parse_set
 from dgm.errors import ConfigError, DataError
 
 # compare.json's "format": what tells a comparison's folder from any other
@@ -142,12 +143,12 @@ def parse_models(text: str) -> list[tuple[str, dict[str, str]]]:
         if not item:
             continue
         name, *pairs = item.split(":")
-        settings = {}
-        for pair in pairs:
-            key, eq, value = pair.partition("=")
-            if not eq or not key.strip():
-                raise ConfigError(f"--models {item}: settings are KEY=VALUE, got {pair!r}")
-            settings[key.strip()] = value.strip()
+        try:
+            settings = parse_set(pairs)
+        except ConfigError:
+            raise ConfigError(
+                f"--models {item}: settings are KEY=VALUE, as in gan:objective=hinge"
+            ) from None
         out.append((name.strip(), settings))
     if not out:
         raise ConfigError("--models is empty; name at least one model (see 'dgm list')")
