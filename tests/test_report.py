@@ -212,7 +212,9 @@ def test_default_set_skips_what_cannot_model_the_data_with_why():
     assert "discrete data" in arm["why"] and "two-moons is continuous" in arm["why"]
     digits = load_dataset("digits").spec
     chosen, skipped = choose(Namespace(models=None), digits, "images")
-    assert [c[2] for c in chosen] == [
+    from dgm import registry
+
+    assert [registry.get(c[1]).family for c in chosen] == [
         "autoregressive", "flow", "latent", "gan", "diffusion", "hybrid"
     ]  # fmt: skip
     assert skipped == []

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +104,9 @@ class Job:
 
     label: str
     name: str
-    family: str
     settings: dict[str, Any]
     seed: int
     folder: Path
-    notes: list[str] = field(default_factory=list)
 
     @property
     def run_name(self) -> str:
@@ -172,7 +170,7 @@ def _fits(name: str, settings: dict[str, Any], spec: Any) -> None:
 
 
 def choose(args: argparse.Namespace, spec: Any, kind: str) -> tuple[list[tuple], list[dict]]:
-    """The models to compare, ``(label, name, family, settings)``, and those left out of the
+    """The models to compare, ``(label, name, settings)``, and those left out of the
     default set with why. A model the user named that cannot take the data is an error."""
     from dgm import registry
     from dgm.errors import DgmError
@@ -186,18 +184,18 @@ def choose(args: argparse.Namespace, spec: Any, kind: str) -> tuple[list[tuple],
             except DgmError as e:
                 skipped.append({"model": name, "why": str(e)})
                 continue
-            chosen.append((name, name, registry.get(name).family, settings))
+            chosen.append((name, name, settings))
         if not chosen:
             raise DataError(f"no model of the default set takes {spec.name}: " + "; ".join(
                 f"{s['model']}: {s['why']}" for s in skipped))  # fmt: skip
         return chosen, skipped
     for name, settings in parse_models(args.models):
-        entry = registry.get(name)  # an unknown name: one line with the known ones
+        registry.get(name)  # an unknown name: one line with the known ones
         try:
             _fits(name, settings, spec)
         except DataError as e:
             raise DataError(f"--models {name} cannot model {spec.name}: {e}") from None
-        chosen.append((_label(name, settings), name, entry.family, settings))
+        chosen.append((_label(name, settings), name, settings))
     labels = [c[0] for c in chosen]
     if len(set(labels)) < len(labels):
         raise ConfigError("--models names the same model and settings twice")
@@ -325,8 +323,8 @@ def run(args: argparse.Namespace) -> int:
     for s in skipped:
         common.err(f"note: left out {s['model']}: {s['why']}")
     jobs = [
-        Job(label, name, family, settings, seed, out / "runs" / f"{label}-seed{seed}")
-        for label, name, family, settings in chosen
+        Job(label, name, settings, seed, out / "runs" / f"{label}-seed{seed}")
+        for label, name, settings in chosen
         for seed in range(args.seeds)
     ]
     gpu = args.accelerator == "gpu" or (args.accelerator == "auto" and _has_gpu())
