@@ -289,6 +289,8 @@ def entry(
         "measured": measured,
         "notes": list(notes),
     }
+    if results.get("precision") and not str(results["precision"]).startswith("32"):
+        e["notes"].append(f"trained in {results['precision']} precision")
     nll = measured.get("nll", {})
     if "nll_nats" in nll:
         e.update({
