@@ -119,17 +119,24 @@ def test_page_holds_every_row_and_picture(compared):
     assert any(p.get("alt") == "validation curves" for p in page.pictures)
 
 
-def test_report_of_existing_runs(compared, run_cli, tmp_path):
+def test_report_of_existing_runs(compared, run_cli, tmp_path, digits):
     """dgm report on the comparison's run folders gives the same rows and numbers."""
     out, report, _ = compared
     runs = [out / "runs" / f"{label}-seed0" for label in (LABELS[0], LABELS[2])]  # arm, gan
     html = tmp_path / "r.html"
+    # a named OOD set: the test digits with their rows flipped, as a file
+    flipped = tmp_path / "flipped.npy"
+    np.save(flipped, digits.test.x.flip(-2).numpy().astype("int64"))
     code, stdout, err = run_cli(
         "report", *runs, "--out", html, "--num-samples", "20", "--num-generated", "60",
-        "--features", out / "features",
+        "--features", out / "features", "--ood", flipped,
     )  # fmt: skip
     assert code == 0, err
     again = json.loads(html.with_suffix(".json").read_text())
+    arm = again["models"][0]
+    got = _run_cli(["ood", str(runs[0]), "--out", str(flipped), "--json"])
+    assert arm["metrics"]["auroc_flipped"]["mean"] == got["scores"]["likelihood"]["auroc"]
+    assert "AUROC flipped" in stdout  # the terminal's table has the named set
     assert [m["label"] for m in again["models"]] == [LABELS[0], LABELS[2]]
     before = {m["label"]: m["metrics"] for m in report["models"]}
     for m in again["models"]:

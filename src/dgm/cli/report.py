@@ -159,8 +159,15 @@ def plan(
         for target in ("noise", "inverted") if kind == "images" else ("noise",):
             out.append((f"ood-{target}", ["ood", run, "--out", target, "--json", *k_ood, *device]))
     if model.has_likelihood and args.ood and kind in (*ARRAY_KINDS, "text"):
-        out.append((f"ood-{args.ood}", ["ood", run, "--out", args.ood, "--json", *k_ood, *device]))
+        name = ood_name(args.ood)
+        out.append((f"ood-{name}", ["ood", run, "--out", args.ood, "--json", *k_ood, *device]))
     return out
+
+
+def ood_name(data: str) -> str:
+    """A column's name for ``--ood DATA``: a dataset's name, or a file's or folder's stem."""
+    p = Path(data)
+    return p.stem if (p.suffix or len(p.parts) > 1 or p.exists()) else data
 
 
 def num_samples(model: Any, asked: int | None) -> int | None:
