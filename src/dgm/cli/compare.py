@@ -354,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
         report_cmd.prepare_features(dataset, features)
         measured = [(j.folder, j.label, j.seed, out / "evals" / f"{j.run_name}.json") for j in done]
         # side by side as they trained: one process a core (one on a GPU)
-        entries = report_cmd.measure_all(measured, args, features, parallel, threads)
+        entries = report_cmd.measure_all(measured, dataset.spec, args, features, parallel, threads)
     except KeyboardInterrupt:
         common.err(
             f"dgm compare: interrupted; finished runs and measurements are kept in {out}: the "

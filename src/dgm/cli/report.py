@@ -198,16 +198,20 @@ def prepare_features(dataset: Any, folder: str | Path) -> None:
 
 def measure_all(
     jobs: list[tuple[str | Path, str, int, Path | None]],
+    spec: Any,
     args: argparse.Namespace,
     features: str,
     processes: int = 1,
     threads: int = 1,
 ) -> list[dict[str, Any]]:
-    """The entries of every ``(run, label, seed, cache)``, in order: each run's commands
+    """The entries of every ``(run, label, seed, cache)`` of one dataset (``spec``, read once
+    by the caller), in order: each run's commands
     (:func:`plan`) run in ``processes`` worker processes of ``threads`` threads each (in this
     process when 1), the slowest first so that the workers finish together; a run whose
     ``cache`` holds the same commands, written after its results.json, is read back."""
-    plans = [_plan_run(r, label, seed, args, features, cache) for r, label, seed, cache in jobs]
+    plans = [
+        _plan_run(r, label, seed, spec, args, features, cache) for r, label, seed, cache in jobs
+    ]
     tasks = [(i, what, argv) for i, p in enumerate(plans) if p["entry"] is None
              for what, argv in p["commands"].items()]  # fmt: skip
     # a diffusion bound's K draws and samples of many steps, then importance-sampled estimates
@@ -333,21 +337,9 @@ def entry(
     return e
 
 
-def measure_run(
-    run: str | Path,
-    label: str,
-    seed: int,
-    args: argparse.Namespace,
-    features: str,
-    cache: Path | None = None,
-) -> dict[str, Any]:
-    """Measure one run (or read it back from ``cache``) and return its entry."""
-    return measure_all([(run, label, seed, cache)], args, features)[0]
-
-
 def _plan_run(
-    run: str | Path, label: str, seed: int, args: argparse.Namespace, features: str,
-    cache: Path | None,
+    run: str | Path, label: str, seed: int, spec: Any, args: argparse.Namespace,
+    features: str, cache: Path | None,
 ) -> dict[str, Any]:  # fmt: skip
     """What measuring ``run`` takes: its commands, notes and family, how slow it is likely
     to be, and its entry when ``cache`` holds it for the same commands and results."""
@@ -355,7 +347,6 @@ def _plan_run(
 
     loaded = common.load_run(run, "cpu")
     model = loaded.model
-    spec = loaded.dataset().spec
     commands = dict(plan(run, model, spec, args, features))
     notes: list[str] = []
     if not model.has_likelihood:
@@ -567,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(r, label, seed, None) for r, (label, seed) in zip(args.runs, labels)]
     # one process a core, one thread each (in this process on a GPU, or for one run)
     processes = 1 if common.device(args.device) != "cpu" else min(cores(), len(jobs))
-    entries = measure_all(jobs, args, features, processes)
+    entries = measure_all(jobs, dataset.spec, args, features, processes)
     settings = {
         "command": command_line(args, html),
         "num_samples": args.num_samples
